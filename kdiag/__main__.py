@@ -1,0 +1,3 @@
+from kdiag.cli import main
+
+main()

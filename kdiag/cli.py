@@ -1,0 +1,93 @@
+"""The `kdiag` command group. Commands live in kdiag/commands/, loaded only when used.
+
+Each command module parses its options, calls one library function and renders the result.
+Errors a person can cause (KdiagError) become one paragraph on stderr and exit code 2;
+`--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from kdiag import __version__
+
+# name -> (module, one-line help). The help is here so `kdiag --help` imports no command module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("kdiag.commands.inspect", "Show a model's serving signatures and what the endpoint will expect."),
+    "validate": ("kdiag.commands.validate", "Predict what the endpoint answers to a payload, stage by stage, without the model."),
+    "sample": ("kdiag.commands.sample", "Generate payloads that a signature accepts."),
+    "diff": ("kdiag.commands.diff", "Compare two sets of outputs (responses, .npy/.npz, replay or capture files)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[name][0])
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kdiag")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Find why a Keras/TensorFlow model that works in your notebook fails behind a SageMaker
+    endpoint, before you deploy it.
+
+    \b
+    Typical session:
+      kdiag inspect model.tar.gz                 what the endpoint will expect
+      kdiag sample --signature model/ > p.json   a payload that works
+      kdiag validate p.json --signature model/   what the endpoint will answer, and why
+
+    Exit codes: 0 all clear, 1 findings at or above the failing severity, 2 usage error or
+    unreadable input.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    from kdiag.errors import KdiagError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="kdiag", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2 if e.exit_code in (1, 2) else e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KdiagError as e:
+        if debug:
+            raise
+        click.echo(f"kdiag: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as e:  # a bug in kdiag: still one paragraph, with a pointer to --debug
+        if debug:
+            raise
+        click.echo(f"kdiag: internal error: {type(e).__name__}: {e}. "
+                   "Run again with --debug for the traceback and report it.", err=True)
+        sys.exit(2)
+    sys.exit(0)

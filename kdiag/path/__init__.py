@@ -1,0 +1,1 @@
+"""The request path, stage by stage (wire, container, tfserving, runtime)."""

@@ -1,0 +1,93 @@
+"""The `signature` stage: the tensors TF Serving built, against the signature's shapes.
+
+TF Serving checks names and dtypes while parsing, but never dimensions: a tensor of the wrong
+rank or inner size is handed to the graph, which then fails deep inside with an op's message
+("Matrix size-incompatible", "input must be 4-dimensional", "Input to reshape is a tensor with
+..."). kdiag reports the mismatch here, before any graph runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kdiag.findings import Finding
+from kdiag.signature import Signature, format_shape
+from kdiag.trace import StageRecord
+
+
+@dataclass
+class Mismatch:
+    input: str
+    kind: str  # "rank" | "dim" | "batch"
+    expected: tuple[int, ...] | None
+    got: tuple[int, ...]
+    axis: int | None = None
+
+
+@dataclass
+class SignatureCheck:
+    ok: bool
+    mismatches: list[Mismatch] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    record: StageRecord | None = None
+
+
+def _graph_hint(expected: tuple[int, ...], got: tuple[int, ...]) -> str:
+    """What the graph typically says for this mismatch (the exact text depends on the first op)."""
+    if len(got) != len(expected):
+        if len(expected) == 4:
+            return f"e.g. a Conv2D fails with \"input must be 4-dimensional{list(got)}\""
+        if len(expected) == 2 and len(got) == 1:
+            return "e.g. a Dense layer fails with \"In[0] and In[1] has different ndims\" " \
+                   "or \"Matrix size-incompatible\""
+        return "the first op that uses it fails with a rank error"
+    return (f"e.g. a Dense layer fails with \"Matrix size-incompatible: In[0]: "
+            f"{list(got)[-2:] if len(got) >= 2 else list(got)}, In[1]: [{expected[-1]},...]\"")
+
+
+def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCheck:
+    out = SignatureCheck(ok=True)
+    shapes = []
+    for name, arr in tensors.items():
+        spec = sig.inputs.get(name)
+        got = tuple(int(d) for d in np.shape(arr))
+        shapes.append(f"{name} {format_shape(got)}")
+        if spec is None or spec.shape is None:
+            continue
+        exp = spec.shape
+        if len(got) != len(exp):
+            out.mismatches.append(Mismatch(name, "rank", exp, got))
+            continue
+        for axis, (e, g) in enumerate(zip(exp, got, strict=True)):
+            if e != -1 and e != g:
+                out.mismatches.append(Mismatch(name, "batch" if axis == 0 else "dim", exp, got, axis))
+                break
+    for m in out.mismatches:
+        exp = m.expected or ()
+        if m.kind == "rank":
+            msg = (f"Input {m.input!r} is {format_shape(m.got)} (rank {len(m.got)}) but the "
+                   f"signature expects {format_shape(exp)} (rank {len(exp)}): TF Serving passes it "
+                   f"on unchecked and the graph fails with 400 ({_graph_hint(exp, m.got)}).")
+        elif m.kind == "batch":
+            msg = (f"Input {m.input!r} holds {m.got[0]} instance(s) but the signature pins the "
+                   f"batch axis at {exp[0]}: TF Serving does not enforce it and most graphs run, "
+                   "but a graph that reshapes with that size fails.")
+        else:
+            msg = (f"Input {m.input!r} is {format_shape(m.got)} but the signature expects "
+                   f"{format_shape(exp)}: axis {m.axis} is {m.got[m.axis or 0]}, not "
+                   f"{exp[m.axis or 0]}; the graph fails with 400 ({_graph_hint(exp, m.got)}).")
+        code = {"rank": "KD401", "dim": "KD402", "batch": "KD403"}[m.kind]
+        out.findings.append(Finding(code, "warning" if m.kind == "batch" else "error",
+                                    "signature", msg, f"Send {m.input!r} as {format_shape(exp)}."))
+    out.ok = not any(m.kind != "batch" for m in out.mismatches)
+    dtypes = sorted({str(np.asarray(a).dtype) if not isinstance(a, np.ndarray) or a.dtype != object
+                     else "string" for a in tensors.values()})
+    out.record = StageRecord(
+        stage="signature", verdict="ok" if out.ok else "fail",
+        holds=f"{len(tensors)} tensor(s) vs {sig.name}",
+        dtype=", ".join(dtypes) or None, shape="; ".join(shapes),
+        excerpt="" if out.ok else out.findings[0].message[:120],
+    )
+    return out

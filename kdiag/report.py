@@ -1,0 +1,181 @@
+"""Rendering: rich tables for people, plain dicts for JSON. Only this module and commands print."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from kdiag.findings import Finding
+from kdiag.signature import Signature, TensorSpec, format_shape
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kdiag.inspection import InspectResult
+    from kdiag.trace import StageRecord
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+VERDICT_STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    # Rich reads COLUMNS itself; piped output without it gets 120 columns rather than 80,
+    # so tables stay readable in CI logs.
+    width = None if (os.environ.get("COLUMNS") or sys.stdout.isatty()) else 120
+    return Console(stderr=stderr, soft_wrap=False, highlight=False, width=width)
+
+
+# ---- JSON -----------------------------------------------------------------------------------
+
+def tensor_json(spec: TensorSpec, *, is_input: bool) -> dict:
+    d = spec.to_json()
+    if is_input:
+        d["batch_dim"] = spec.has_batch_dim
+        d["b64"] = spec.dtype == "string"
+    return d
+
+
+def signature_json(sig: Signature, default: bool) -> dict:
+    return {
+        "signature_name": sig.name,
+        "method_name": sig.method_name,
+        "default": default,
+        "inputs": {k: tensor_json(v, is_input=True) for k, v in sig.inputs.items()},
+        "outputs": {k: tensor_json(v, is_input=False) for k, v in sig.outputs.items()},
+        "notes": list(sig.notes),
+    }
+
+
+def inspect_json(r: InspectResult) -> dict:
+    a = r.artifact
+    lay = a.layout
+    return {
+        "path": a.path,
+        "kind": a.kind,
+        "model_name": a.model_name,
+        "version": int(a.version) if a.version and a.version.isdigit() else None,
+        "tensorflow_version": a.tensorflow_version,
+        "tag_sets": a.tag_sets,
+        "default_signature": "serving_default" if a.default_signature else None,
+        "signatures": [signature_json(s, s.name == "serving_default") for s in a.signatures],
+        "example_request": r.example_request,
+        "boto3": r.boto3_call,
+        "layout": None if lay is None else {
+            "models": [{"name": m.name, "base": m.base, "versions": [int(v) for v in m.versions],
+                        "served_version": int(m.served_version) if m.served_version else None}
+                       for m in lay.models],
+            "inference_py": lay.inference_py,
+            "misplaced_code": lay.misplaced_code,
+            "keras_files": lay.keras_files,
+        },
+        "keras": None if a.keras is None else {
+            "format": a.keras.format, "class_name": a.keras.class_name,
+            "registered_name": a.keras.registered_name, "keras_version": a.keras.keras_version,
+            "subclassed": a.keras.subclassed,
+            "inputs": [{"name": i.name, "dtype": i.dtype,
+                        "shape": None if i.shape is None else list(i.shape)} for i in a.keras.inputs],
+        },
+        "names": None if r.names is None else {
+            "keras": r.names.keras_inputs, "export": r.names.export_inputs,
+            "tf_saved_model_save": r.names.tf_saved_model_inputs,
+        },
+        "findings": [f.to_dict() for f in r.findings],
+    }
+
+
+# ---- text -----------------------------------------------------------------------------------
+
+def findings_table(con: Console, findings: list[Finding], *, show_info: bool = True) -> None:
+    from rich.table import Table
+
+    shown = [f for f in findings if show_info or f.severity != "info"]
+    if not shown:
+        con.print("[green]No findings.[/green]")
+        return
+    order = {"error": 0, "warning": 1, "info": 2}
+    t = Table(title="Findings", title_justify="left", show_lines=True, expand=False)
+    t.add_column("code", no_wrap=True)
+    t.add_column("severity", no_wrap=True)
+    t.add_column("stage", no_wrap=True)
+    t.add_column("what and fix")
+    for f in sorted(shown, key=lambda f: order[f.severity]):
+        cell = escape(f.message)
+        if f.fix:
+            cell += f"\n[bold]fix:[/bold] {escape(f.fix)}"
+        t.add_row(f.code, f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.stage, cell)
+    con.print(t)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+def signature_table(con: Console, sig: Signature, default: bool) -> None:
+    from rich.table import Table
+
+    method = sig.method_name.rsplit("/", 1)[-1] or "?"
+    title = f"{sig.name}{'  (default)' if default else ''}  method: {method}"
+    t = Table(title=escape(title), title_justify="left")
+    for col in ("", "name", "dtype", "shape", "batch axis", "send as"):
+        t.add_column(col, no_wrap=True)
+    for name, spec in sig.inputs.items():
+        send = '{"b64": ...} for binary' if spec.dtype == "string" else "JSON numbers" \
+            if spec.dtype not in ("bool",) else "true/false"
+        if spec.dtype.startswith("int") or spec.dtype.startswith("uint"):
+            send = "JSON integers (no 1.0)"
+        t.add_row("in", escape(name), spec.dtype, format_shape(spec.shape),
+                  "yes" if spec.has_batch_dim else "[yellow]no[/]", send)
+    for name, spec in sig.outputs.items():
+        t.add_row("out", escape(name), spec.dtype, format_shape(spec.shape), "", "")
+    con.print(t)
+    for note in sig.notes:
+        con.print(f"  note: the graph {escape(note)}")
+
+
+def render_inspect(r: InspectResult, con: Console) -> None:
+    from rich.syntax import Syntax
+
+    a = r.artifact
+    head = f"[bold]{escape(a.path)}[/bold]  ({a.kind})"
+    if a.model_name:
+        head += f"  model name: [bold]{escape(a.model_name)}[/bold]"
+    if a.version:
+        head += f"  version: {int(a.version)}"
+    if a.tensorflow_version:
+        head += f"  exported with TensorFlow {a.tensorflow_version}"
+    con.print(head)
+    if a.keras is not None:
+        k = a.keras
+        ins = ", ".join(f"{i.name} {format_shape(i.shape)}" for i in k.inputs) or "unknown"
+        con.print(f"Keras {k.format} file: class {escape(k.class_name)}"
+                  f"{' (subclassed)' if k.subclassed else ''}, inputs: {escape(ins)}")
+    if r.names is not None:
+        con.print(f"Input names: Keras {r.names.keras_inputs}, model.export() "
+                  f"{r.names.export_inputs}, tf.saved_model.save {r.names.tf_saved_model_inputs}")
+    for s in a.signatures:
+        signature_table(con, s, s.name == "serving_default")
+    if r.example_request:
+        con.print("[bold]Request body for serving_default[/bold] (Content-Type: application/json):")
+        con.print(escape(r.example_request), soft_wrap=True)
+    if r.boto3_call:
+        con.print("[bold]The same request with boto3:[/bold]")
+        con.print(Syntax(r.boto3_call, "python", theme="ansi_dark", background_color="default"))
+    findings_table(con, r.findings)
+
+
+def render_trace(records: list[StageRecord], con: Console) -> None:
+    from rich.table import Table
+
+    t = Table(title="Request path", title_justify="left")
+    for col in ("stage", "holds", "dtype", "shape", "bytes", "verdict"):
+        t.add_column(col, no_wrap=col not in ("holds",))
+    for rec in records:
+        t.add_row(rec.stage, escape(rec.holds), rec.dtype or "", escape(rec.shape or ""),
+                  "" if rec.size is None else str(rec.size),
+                  f"[{VERDICT_STYLE.get(rec.verdict, '')}]{rec.verdict}[/]")
+    con.print(t)

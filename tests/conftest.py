@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+MODELS = FIXTURES / "models"
+ARCHIVES = FIXTURES / "archives"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def expected_signatures() -> dict:
+    """TensorFlow's own reading of every fixture SavedModel (written by fixtures/build.py)."""
+    return json.loads((MODELS / "expected_signatures.json").read_text())

@@ -1,0 +1,94 @@
+"""model.tar.gz handling never writes outside its target and reports corrupt archives clearly."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from kdiag.artifacts.archive import extract_archive, scan_archive
+from kdiag.errors import KdiagError
+from tests.conftest import ARCHIVES
+
+
+def _tar(path, members):
+    """members: list of (name, kind, payload) with kind file|dir|sym|lnk|fifo."""
+    with tarfile.open(path, "w:gz") as tf:
+        for name, kind, payload in members:
+            ti = tarfile.TarInfo(name)
+            if kind == "file":
+                data = payload.encode() if isinstance(payload, str) else payload
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+                continue
+            ti.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
+                       "lnk": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+            if kind in ("sym", "lnk"):
+                ti.linkname = payload
+            tf.addfile(ti)
+    return path
+
+
+@pytest.mark.parametrize("member,reason", [
+    (("../evil.txt", "file", "x"), "'..'"),
+    (("/etc/evil.txt", "file", "x"), "absolute"),
+    (("1/link", "sym", "../../etc/passwd"), "symbolic link leading out"),
+    (("1/abs", "sym", "/etc/passwd"), "absolute"),
+    (("1/hard", "lnk", "../outside"), "hard link"),
+    (("1/fifo", "fifo", None), "special file"),
+])
+def test_unsafe_members_are_reported_and_extraction_is_refused(tmp_path, member, reason):
+    arc = _tar(tmp_path / "m.tar.gz", [("1/saved_model.pb", "file", "x"), member])
+    scan = scan_archive(arc)
+    assert [u.name for u in scan.unsafe] == [member[0]]
+    assert reason in scan.unsafe[0].reason
+    dest = tmp_path / "out"
+    with pytest.raises(KdiagError, match="refuses to extract"):
+        extract_archive(arc, dest)
+    assert not dest.exists()
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_links_inside_the_archive_are_allowed(tmp_path):
+    arc = _tar(tmp_path / "m.tar.gz", [("1/saved_model.pb", "file", "pb"),
+                                       ("1/alias.pb", "sym", "saved_model.pb")])
+    out = extract_archive(arc, tmp_path / "out")
+    assert (out / "1" / "alias.pb").read_text() == "pb"
+
+
+def test_good_archive_extracts_into_a_new_folder(tmp_path):
+    out = extract_archive(ARCHIVES / "good.tar.gz", tmp_path / "model")
+    assert (out / "1" / "saved_model.pb").is_file()
+    assert (out / "code" / "inference.py").is_file()
+
+
+def test_extraction_refuses_an_existing_destination(tmp_path):
+    (tmp_path / "model").mkdir()
+    with pytest.raises(KdiagError, match="already exists"):
+        extract_archive(ARCHIVES / "good.tar.gz", tmp_path / "model")
+
+
+def test_truncated_archive_is_a_clear_error_and_leaves_nothing(tmp_path):
+    data = (ARCHIVES / "good.tar.gz").read_bytes()
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(KdiagError, match="truncated or corrupt|not a readable"):
+        scan_archive(bad)
+    with pytest.raises(KdiagError):
+        extract_archive(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.tar.gz"]
+
+
+def test_not_an_archive_is_a_clear_error(tmp_path):
+    bad = tmp_path / "model.tar.gz"
+    bad.write_text("hello")
+    with pytest.raises(KdiagError, match="not a readable tar archive"):
+        scan_archive(bad)
+
+
+def test_scan_reads_only_the_members_asked_for():
+    scan = scan_archive(ARCHIVES / "good.tar.gz", want=lambda n: n == "code/inference.py")
+    assert list(scan.contents) == ["code/inference.py"]
+    assert "1/saved_model.pb" in scan.files
