@@ -33,6 +33,18 @@ class LazyGroup(click.Group):
         module = importlib.import_module(COMMANDS[name][0])
         return module.command
 
+    def invoke(self, ctx: click.Context):
+        """Errors a person can cause end here, as one paragraph and exit code 2."""
+        from kdiag.errors import KdiagError
+
+        try:
+            return super().invoke(ctx)
+        except KdiagError as e:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"kdiag: {e}", err=True)
+            ctx.exit(2)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
         with formatter.section("Commands"):
@@ -65,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="kdiag", standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        rc = cli.main(args=argv, prog_name="kdiag", standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

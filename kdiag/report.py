@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from kdiag.trace import StageRecord
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+EXAMPLE_LIMIT = 400  # characters of an example body shown in text output
 VERDICT_STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
 
 
@@ -152,19 +153,32 @@ def render_inspect(r: InspectResult, con: Console) -> None:
     if a.keras is not None:
         k = a.keras
         ins = ", ".join(f"{i.name} {format_shape(i.shape)}" for i in k.inputs) or "unknown"
-        con.print(f"Keras {k.format} file: class {escape(k.class_name)}"
+        con.print(f"Keras file (.{k.format}): class {escape(k.class_name)}"
                   f"{' (subclassed)' if k.subclassed else ''}, inputs: {escape(ins)}")
     if r.names is not None:
         con.print(f"Input names: Keras {r.names.keras_inputs}, model.export() "
                   f"{r.names.export_inputs}, tf.saved_model.save {r.names.tf_saved_model_inputs}")
+    default = a.default_signature
     for s in a.signatures:
+        if default is not None and s is not default and \
+                {**s.to_json(), "signature_name": ""} == {**default.to_json(), "signature_name": ""}:
+            con.print(f"{escape(s.name)}: same inputs and outputs as serving_default")
+            continue
         signature_table(con, s, s.name == "serving_default")
     if r.example_request:
         con.print("[bold]Request body for serving_default[/bold] (Content-Type: application/json):")
-        con.print(escape(r.example_request), soft_wrap=True)
+        body = r.example_request
+        if len(body) > EXAMPLE_LIMIT:
+            body = (body[:EXAMPLE_LIMIT] + f"… ({len(r.example_request)} bytes in all; the whole "
+                    "body: --format json, or kdiag sample)")
+        con.print(escape(body), soft_wrap=True)
     if r.boto3_call:
         con.print("[bold]The same request with boto3:[/bold]")
-        con.print(Syntax(r.boto3_call, "python", theme="ansi_dark", background_color="default"))
+        snippet = r.boto3_call
+        if r.example_request and len(r.example_request) > EXAMPLE_LIMIT:
+            snippet = snippet.replace(repr(r.example_request) + ",",
+                                      "body,  # the request body above")
+        con.print(Syntax(snippet, "python", theme="ansi_dark", background_color="default"))
     findings_table(con, r.findings)
 
 
