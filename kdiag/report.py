@@ -193,3 +193,52 @@ def render_trace(records: list[StageRecord], con: Console) -> None:
                   "" if rec.size is None else str(rec.size),
                   f"[{VERDICT_STYLE.get(rec.verdict, '')}]{rec.verdict}[/]")
     con.print(t)
+
+
+def render_validation(res, con: Console) -> None:
+    """One payload: the stage table, the verdict, the findings, the corrected payload."""
+    render_trace(res.records, con)
+    if res.accepted:
+        con.print(f"[green]accepted[/green]: the endpoint answers {res.status}"
+                  + (f" ({escape(res.content_type)})" if res.content_type else ""))
+    else:
+        con.print(f"[bold red]rejected[/bold red] at [bold]{res.stage}[/bold]: the container "
+                  f"answers {res.status}, boto3 raises ModelError" if res.stage != "wire" else
+                  f"[bold red]rejected[/bold red] at [bold]wire[/bold]: SageMaker refuses the "
+                  f"request ({res.status}) before the container")
+        if res.error:
+            con.print("error body: " + escape(" ".join(res.error.split())[:600]))
+    if res.tfs_request is not None:
+        text = res.tfs_request
+        shown = text if len(text) <= EXAMPLE_LIMIT else text[:EXAMPLE_LIMIT] + \
+            f"… ({len(text)} bytes)"
+        target = res.tfs_target or {}
+        uri = f"/v1/models/{target.get('model')}" + (
+            f"/versions/{target['version']}" if target.get("version") is not None else "") + \
+            f":{target.get('method', 'predict')}"
+        con.print(f"forwarded to TF Serving {escape(uri)}: {escape(shown)}", soft_wrap=True)
+    findings_table(con, res.findings)
+    if res.fixed_payload:
+        con.print("[bold]Send this instead[/bold] (Content-Type: "
+                  f"{res.fixed_payload['content_type']}; "
+                  f"{'; '.join(res.fixed_payload.get('changes', [])) or 'rewritten'}):")
+        body = res.fixed_payload["body"]
+        con.print(escape(body if len(body) <= EXAMPLE_LIMIT else body[:EXAMPLE_LIMIT] + "…"),
+                  soft_wrap=True)
+
+
+def render_validation_batch(results: list, con: Console) -> None:
+    from rich.table import Table
+
+    from kdiag.validation import one_line
+
+    t = Table(title="Payloads", title_justify="left")
+    t.add_column("payload", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    t.add_column("verdict")
+    for r in results:
+        style = "green" if r.accepted else "red"
+        t.add_row(escape(r.name or ""), f"[{style}]{r.status}[/]", escape(one_line(r)))
+    con.print(t)
+    ok = sum(r.accepted for r in results)
+    con.print(f"{ok} accepted, {len(results) - ok} rejected")

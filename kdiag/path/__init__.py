@@ -1,1 +1,1 @@
-"""The request path, stage by stage (wire, container, tfserving, runtime)."""
+"""The request path's stages: wire, container, TF Serving parse/response, runtime."""

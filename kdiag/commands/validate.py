@@ -1,0 +1,103 @@
+"""`kdiag validate PAYLOAD --signature SIG`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kdiag.commands._common import emit_json, exit_with, format_option
+
+EPILOG = """\b
+Examples:
+  kdiag validate body.json --signature model.tar.gz
+  kdiag validate body.csv --signature sig.json --content-type text/csv
+  echo '[[1,2,3,4,5]]' | kdiag validate - --signature export/1
+  kdiag validate body.json --signature export/1 --framework-version 2.11
+  kdiag validate body.json --signature export/1 --code model/code   (runs your inference.py)
+  kdiag validate bodies/ --signature export/1          every file in a folder
+  kdiag validate bodies.jsonl --each-line --signature export/1
+
+\b
+JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
+findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes},
+stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
+Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or unreadable input.
+"""
+
+
+@click.command("validate", epilog=EPILOG)
+@click.argument("payload")
+@click.option("--signature", "signature", required=True,
+              help="A model (SavedModel folder, version folder, model.tar.gz) or a signature "
+                   "JSON file from `kdiag inspect --format json`.")
+@click.option("--content-type", help="The request's Content-Type header exactly as the client "
+              "sends it. Default: from the file suffix (.json, .jsonl, .csv), else "
+              "application/json.")
+@click.option("--accept", help="The Accept header the client sends.")
+@click.option("--custom-attributes", help="The X-Amzn-SageMaker-Custom-Attributes header, e.g. "
+              "'tfs-model-name=model,tfs-model-version=2'.")
+@click.option("--framework-version", help="The TensorFlow version of the serving image (e.g. "
+              "2.13); it picks the container generation and TF Serving release. Default: newest.")
+@click.option("--via", type=click.Choice(["container", "tfs"]), default="container",
+              show_default=True, help="container: through the SageMaker container (InvokeEndpoint); "
+              "tfs: straight to TF Serving's REST API (as from inference.py or tensorflow/serving).")
+@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="The model's code/ folder: runs YOUR inference.py handlers, as the container "
+                   "would. Only with this option is user code executed.")
+@click.option("--signature-name", help="Which signature to check against (default serving_default).")
+@click.option("--model-name", help="The name the container serves the model under. Default: "
+              "from the archive's layout; 'model' for a version folder packed at the archive root.")
+@click.option("--endpoint-kind", type=click.Choice(["realtime", "serverless", "async"]),
+              default="realtime", show_default=True, help="Sets the request-size limit.")
+@click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies: "
+              "validate every line as its own request.")
+@format_option
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
+              show_default=True, help="Also exit 1 when a finding is at or above this severity.")
+def command(payload: str, signature: str, content_type: str | None, accept: str | None,
+            custom_attributes: str | None, framework_version: str | None, via: str,
+            code_dir: Path | None, signature_name: str | None, model_name: str | None,
+            endpoint_kind: str, each_line: bool, fmt: str, fail_on: str) -> None:
+    """Predict what the endpoint answers to PAYLOAD, stage by stage, without the model and
+    without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
+    status and error text, the root cause in plain words, and a corrected payload.
+
+    PAYLOAD is a file, - for stdin, or a folder of payload files.
+    """
+    from kdiag.findings import fails
+    from kdiag.path.container import Request
+    from kdiag.payload_files import iter_bodies
+    from kdiag.report import console, render_validation, render_validation_batch
+    from kdiag.validation import ValidateOptions, validate
+    from kdiag.validation_setup import resolve_target
+
+    target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
+                            code_dir=code_dir)
+    opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
+                           signature_name=signature_name, endpoint_kind=endpoint_kind,
+                           model_name=target.model_name, versions=target.versions,
+                           has_requirements=target.has_requirements, has_lib=target.has_lib)
+    results = []
+    for name, body, ct in iter_bodies(payload, each_line=each_line, content_type=content_type):
+        req = Request(body=body, content_type=ct, accept=accept,
+                      custom_attributes=custom_attributes)
+        res = validate(req, target.signatures, opts, name=name)
+        res.findings = target.findings + res.findings
+        results.append(res)
+    single = len(results) == 1 and not (Path(payload).is_dir() or each_line)
+    if fmt == "json":
+        if single:
+            emit_json(results[0].to_json())
+        else:
+            emit_json({"results": [r.to_json() for r in results],
+                       "accepted": sum(r.accepted for r in results),
+                       "rejected": sum(not r.accepted for r in results)})
+    else:
+        con = console()
+        if single:
+            render_validation(results[0], con)
+        else:
+            render_validation_batch(results, con)
+    bad = any(not r.accepted or fails(r.findings, fail_on) for r in results)
+    exit_with(1 if bad else 0)

@@ -1,0 +1,286 @@
+"""`kdiag validate`: predict, without the model and without TensorFlow, what the endpoint answers.
+
+The payload walks the same stage functions the local server and replay use: wire, container,
+tfs-parse, signature. Where the model itself would answer (a valid request), kdiag cannot know
+the numbers, so the response body holds zeros of the right shape; status, Content-Type and every
+error text are the real ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdiag.findings import Finding
+from kdiag.path import tfserving
+from kdiag.path.container import (
+    Request,
+    TfsTarget,
+    container_request,
+    container_response,
+    generation_for,
+    run_python_path,
+)
+from kdiag.path.runtime import runtime_outcome, validation_error
+from kdiag.path.signature_stage import check_tensors
+from kdiag.path.wire import check_wire
+from kdiag.signature import Signature, format_shape, pick_signature
+from kdiag.trace import StageRecord, excerpt
+
+# TF Serving's checks before the servable lookup (json_tensor.cc FillPredictRequestFromJson,
+# errata §13): a body failing these gets 400 even for an unknown model.
+_PARSE_PHASE = ("JSON Parse error", "not formatted correctly", "signature_name")
+
+
+@dataclass
+class ValidateOptions:
+    framework_version: str | None = None
+    via: str = "container"  # "container" | "tfs"
+    code_dir: Path | None = None
+    signature_name: str | None = None
+    endpoint_kind: str = "realtime"
+    model_name: str = "model"  # the name the container serves the model under
+    versions: tuple[int, ...] | None = None  # the versions TF Serving has loaded, when known
+    has_requirements: bool = False  # code/requirements.txt without --code (selects the path)
+    has_lib: bool = False
+
+
+@dataclass
+class ValidationResult:
+    accepted: bool
+    status: int
+    stage: str | None
+    error: str | None
+    tfs_request: str | None = None
+    tfs_target: dict | None = None
+    tensors: dict[str, dict] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    fixed_payload: dict | None = None
+    records: list[StageRecord] = field(default_factory=list)
+    content_type: str | None = None  # of the container's answer
+    response_body: str | None = None  # the container's answer (zeros for predictions when 2xx)
+    name: str | None = None  # the payload's file or record id in batch runs
+
+    def to_json(self) -> dict:
+        doc = {
+            "accepted": self.accepted, "status": self.status, "stage": self.stage,
+            "error": self.error, "tfs_request": self.tfs_request, "tfs_target": self.tfs_target,
+            "tensors": self.tensors, "findings": [f.to_dict() for f in self.findings],
+            "fixed_payload": self.fixed_payload,
+            "stages": [r.to_dict() for r in self.records],
+        }
+        if self.name is not None:
+            doc = {"payload": self.name, **doc}
+        return doc
+
+
+def _zeros(sig: Signature, batch: int) -> dict[str, np.ndarray]:
+    out = {}
+    for name, spec in sig.outputs.items():
+        shape = tuple(batch if i == 0 and d == -1 else max(d, 1)
+                      for i, d in enumerate(spec.shape if spec.shape is not None else (batch,)))
+        if spec.dtype == "string":
+            out[name] = np.full(shape, b"", dtype=object)
+        else:
+            try:
+                out[name] = np.zeros(shape, dtype="bool" if spec.dtype == "bool" else spec.dtype)
+            except TypeError:
+                out[name] = np.zeros(shape, dtype=np.float32)
+    return out
+
+
+def _parse_record(parse: tfserving.TfsParse) -> StageRecord:
+    if not parse.ok:
+        return StageRecord("tfs-parse", "fail", f"HTTP {parse.status} {parse.code}",
+                           excerpt=excerpt(parse.message or ""))
+    shapes = "; ".join(f"{k} {format_shape(tuple(np.shape(v)))}" for k, v in parse.tensors.items())
+    dtypes = sorted({_dtype_name(v) for v in parse.tensors.values()})
+    return StageRecord("tfs-parse", "warn" if parse.warnings else "ok",
+                       f"{len(parse.tensors)} tensor(s), {parse.format} format",
+                       dtype=", ".join(dtypes), shape=shapes)
+
+
+def _dtype_name(v) -> str:
+    arr = np.asarray(v)
+    return "string" if arr.dtype == object or arr.dtype.kind in "SU" else str(arr.dtype)
+
+
+@dataclass
+class TfsAnswer:
+    status: int
+    body: str
+    parse: tfserving.TfsParse | None = None
+    findings: list[Finding] = field(default_factory=list)
+    stage: str | None = None  # failing stage when TF Serving or the graph rejects
+
+
+class TfServingEmulator:
+    """TF Serving behind the container: parse, servable lookup, signature check.
+
+    Callable as the Python path's `send_to_tfs(body, target)`; every call appends its stage
+    records to `records` and leaves its full answer in `last`.
+    """
+
+    def __init__(self, signatures: list[Signature], opts: ValidateOptions,
+                 tfs_version: str | None):
+        self.signatures = signatures
+        self.opts = opts
+        self.kwargs = {} if tfs_version is None else {"tfs_version": tfs_version}
+        self.records: list[StageRecord] = []
+        self.last: TfsAnswer | None = None
+
+    def __call__(self, body: bytes, target: TfsTarget | None) -> tuple[int, str]:
+        self.last = self.answer(body, target)
+        return self.last.status, self.last.body
+
+    def answer(self, body: bytes | str, target: TfsTarget | None) -> TfsAnswer:
+        parse = tfserving.parse_predict_request(body, self.signatures, **self.kwargs)
+        missing = self._missing_servable(target)
+        if missing and (parse.ok or not (parse.message or "").startswith(_PARSE_PHASE)):
+            self.records.append(StageRecord("tfs-parse", "fail", "HTTP 404 NOT_FOUND",
+                                            excerpt=missing))
+            return TfsAnswer(404, tfserving.error_body(missing, **self.kwargs), None, [],
+                             "tfs-parse")
+        if target is not None and target.method != "predict" and parse.ok:
+            self.records.append(StageRecord("tfs-parse", "skip", f"{target.method} request"))
+            return TfsAnswer(200, "{}", parse, [Finding(
+                "KD320", "info", "tfs-parse",
+                f"tfs-method={target.method}: kdiag checks predict requests only; this one was "
+                "not checked against the signature.", "")], None)
+        self.records.append(_parse_record(parse))
+        if not parse.ok:
+            return TfsAnswer(parse.status, parse.body or "", parse, [], "tfs-parse")
+        found = [Finding("KD321", "warning", "tfs-parse", w, "") for w in parse.warnings]
+        sig = pick_signature(self.signatures, parse.signature_name)
+        check = check_tensors(parse.tensors, sig)
+        self.records.append(check.record)
+        found += check.findings
+        if not check.ok:
+            # TF Serving hands the tensors to the graph, whose op then fails with 400
+            # (INVALID_ARGUMENT). The op's exact words depend on the graph; kdiag names the cause.
+            text = tfserving.error_body(f"(predicted graph error) {check.findings[0].message}",
+                                        **self.kwargs)
+            return TfsAnswer(400, text, parse, found, "signature")
+        batch = next((int(np.shape(a)[0]) for a in parse.tensors.values() if np.ndim(a)), 1)
+        text = tfserving.predict_response(_zeros(sig, batch), format=parse.format or "row",
+                                          signature=sig, **self.kwargs)
+        return TfsAnswer(200, text, parse, found, None)
+
+    def _missing_servable(self, target: TfsTarget | None) -> str | None:
+        if target is None:
+            return None
+        if target.model != self.opts.model_name or (
+                target.version is not None and self.opts.versions is not None
+                and target.version not in self.opts.versions):
+            which = (f"Latest({target.model})" if target.version is None
+                     else f"Specific({target.model}, {target.version})")
+            return f"Servable not found for request: {which}"
+        return None
+
+
+def _tensors(parse: tfserving.TfsParse | None) -> dict[str, dict]:
+    if parse is None or not parse.ok:
+        return {}
+    return {k: {"dtype": _dtype_name(v), "shape": [int(d) for d in np.shape(v)]}
+            for k, v in parse.tensors.items()}
+
+
+def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | None = None,
+             *, name: str | None = None, propose_fix: bool = True) -> ValidationResult:
+    """Walk one request through the stages. Never raises on a bad payload."""
+    from kdiag.diagnose import diagnose
+
+    opts = opts or ValidateOptions()
+    res = _walk(req, signatures, opts)
+    res.name = name
+    sig = pick_signature(signatures, opts.signature_name) if signatures else None
+    diagnose(res, req, signatures, opts, sig, propose_fix=propose_fix)
+    return res
+
+
+def _walk(req: Request, signatures: list[Signature], opts: ValidateOptions) -> ValidationResult:
+    gen = generation_for(opts.framework_version)
+    wire = check_wire(req, endpoint_kind=opts.endpoint_kind)
+    records = [wire.record]
+    findings = list(wire.findings)
+    if not wire.accepted:
+        first = next((f.message for f in wire.findings if f.severity == "error"), "rejected")
+        rt = validation_error(first)
+        records += [rt.record] if rt.record else []
+        return ValidationResult(False, 400, "wire", rt.message, findings=findings,
+                                records=records)
+
+    tfs = TfServingEmulator(signatures, opts, None if opts.via == "tfs" else gen.tfs_version)
+    if opts.via == "tfs":
+        ans = tfs.answer(req.body_bytes, None)
+        ok = ans.status == 200
+        return ValidationResult(
+            ok, ans.status, ans.stage, None if ok else ans.body,
+            tfs_request=req.body_bytes.decode("utf-8", "replace"),
+            tfs_target={"model": opts.model_name, "version": None, "method": "predict"},
+            tensors=_tensors(ans.parse), findings=findings + ans.findings,
+            records=records + tfs.records, content_type="application/json",
+            response_body=ans.body)
+
+    cres = container_request(req, gen, model_name=opts.model_name, code_dir=opts.code_dir,
+                             has_requirements=opts.has_requirements, has_lib=opts.has_lib)
+    if cres.path == "python":
+        cres = run_python_path(req, gen, code_dir=opts.code_dir, model_name=opts.model_name,
+                               send_to_tfs=tfs)
+    records += [cres.record] if cres.record else []
+    findings += cres.findings
+    target = cres.target
+    tfs_target = None if target is None else {"model": target.model, "version": target.version,
+                                              "method": target.method}
+    if cres.path == "python":
+        records += tfs.records
+        last = tfs.last
+        status = cres.status if cres.status is not None else 502
+        forwarded = cres.tfs_requests[0][0].decode("utf-8", "replace") if cres.tfs_requests else None
+        tfs_ok = last is None or last.status == 200
+        accepted = status < 300 and tfs_ok
+        stage = None if accepted else (last.stage if last is not None and not tfs_ok else "container")
+        findings += last.findings if last is not None else []
+        return _finish(accepted, status, stage, cres.body, cres.content_type, forwarded,
+                       tfs_target, _tensors(last.parse if last else None), findings, records)
+    if cres.forwarded is None:  # the container answered by itself (415, 500, bad attribute)
+        return _finish(False, cres.status or 500, "container", cres.body, cres.content_type,
+                       None, tfs_target, {}, findings, records)
+    ans = tfs.answer(cres.forwarded, target)
+    records += tfs.records
+    findings += ans.findings
+    resp = container_response(ans.status, ans.body, req, gen, cres.path)
+    records += [resp.record] if resp.record else []
+    findings += resp.findings
+    status = resp.status if resp.status is not None else 502
+    accepted = ans.status == 200 and status < 300
+    return _finish(accepted, status, None if accepted else ans.stage, resp.body,
+                   resp.content_type, cres.forwarded, tfs_target, _tensors(ans.parse), findings,
+                   records)
+
+
+def _finish(accepted: bool, status: int, stage: str | None, body: str | None,
+            content_type: str | None, forwarded: str | None, tfs_target: dict | None,
+            tensors: dict, findings: list[Finding], records: list[StageRecord]
+            ) -> ValidationResult:
+    rt = runtime_outcome(status, body, content_type)
+    records += [rt.record] if rt.record else []
+    if not accepted:
+        findings += [f for f in rt.findings if f.code == "KD660"]
+    return ValidationResult(accepted, status, stage, None if accepted else body,
+                            tfs_request=forwarded, tfs_target=tfs_target, tensors=tensors,
+                            findings=findings, records=records, content_type=content_type,
+                            response_body=body)
+
+
+def one_line(res: ValidationResult) -> str:
+    """The verdict in one line, for batch reports."""
+    if res.accepted:
+        shapes = ", ".join(f"{k} {format_shape(tuple(v['shape']))}" for k, v in res.tensors.items())
+        return f"accepted ({res.status}) {shapes}"
+    head = next((f for f in reversed(res.findings) if f.severity == "error"
+                 and f.code[2] in "1234"), None)
+    return f"rejected ({res.status}) at {res.stage}: " + (
+        head.message if head else excerpt(res.error or "", 160))
