@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("kdiag.commands.inspect", "Show a model's serving signatures and what the endpoint will expect."),
     "validate": ("kdiag.commands.validate", "Predict what the endpoint answers to a payload, stage by stage, without the model."),
     "sample": ("kdiag.commands.sample", "Generate payloads that a signature accepts."),
+    "replay": ("kdiag.commands.replay", "Run a payload through the real model exactly as the endpoint would, stage by stage."),
     "diff": ("kdiag.commands.diff", "Compare two sets of outputs (responses, .npy/.npz, replay or capture files)."),
 }
 

@@ -242,3 +242,19 @@ def render_validation_batch(results: list, con: Console) -> None:
     con.print(t)
     ok = sum(r.accepted for r in results)
     con.print(f"{ok} accepted, {len(results) - ok} rejected")
+
+
+def render_replay(res, con: Console) -> None:
+    """validate's view plus what the caller receives and the notebook comparison."""
+    render_validation(res, con)
+    if res.accepted and res.response:
+        body = res.response["body"]
+        con.print(f"[bold]response[/bold] ({res.response['content_type']}): "
+                  + escape(" ".join(body.split())[:EXAMPLE_LIMIT]), soft_wrap=True)
+        for name, arr in res.decoded.items():
+            con.print(f"client decodes {escape(name)}: {arr.dtype} {format_shape(arr.shape)}")
+    nb = res.notebook
+    if nb:
+        verdict = nb.get("verdict")
+        style = "green" if verdict == "agree" else "bold red"
+        con.print(f"notebook versus endpoint: [{style}]{verdict}[/]")

@@ -17,21 +17,16 @@ from kdiag.findings import Finding
 from kdiag.path import tfserving
 from kdiag.path.container import (
     Request,
-    TfsTarget,
     container_request,
     container_response,
     generation_for,
     run_python_path,
 )
 from kdiag.path.runtime import runtime_outcome, validation_error
-from kdiag.path.signature_stage import check_tensors
+from kdiag.path.tfs_emulator import TfServingEmulator, dtype_name
 from kdiag.path.wire import check_wire
 from kdiag.signature import Signature, format_shape, pick_signature
 from kdiag.trace import StageRecord, excerpt
-
-# TF Serving's checks before the servable lookup (json_tensor.cc FillPredictRequestFromJson,
-# errata §13): a body failing these gets 400 even for an unknown model.
-_PARSE_PHASE = ("JSON Parse error", "not formatted correctly", "signature_name")
 
 
 @dataclass
@@ -76,114 +71,10 @@ class ValidationResult:
         return doc
 
 
-def _zeros(sig: Signature, batch: int) -> dict[str, np.ndarray]:
-    out = {}
-    for name, spec in sig.outputs.items():
-        shape = tuple(batch if i == 0 and d == -1 else max(d, 1)
-                      for i, d in enumerate(spec.shape if spec.shape is not None else (batch,)))
-        if spec.dtype == "string":
-            out[name] = np.full(shape, b"", dtype=object)
-        else:
-            try:
-                out[name] = np.zeros(shape, dtype="bool" if spec.dtype == "bool" else spec.dtype)
-            except TypeError:
-                out[name] = np.zeros(shape, dtype=np.float32)
-    return out
-
-
-def _parse_record(parse: tfserving.TfsParse) -> StageRecord:
-    if not parse.ok:
-        return StageRecord("tfs-parse", "fail", f"HTTP {parse.status} {parse.code}",
-                           excerpt=excerpt(parse.message or ""))
-    shapes = "; ".join(f"{k} {format_shape(tuple(np.shape(v)))}" for k, v in parse.tensors.items())
-    dtypes = sorted({_dtype_name(v) for v in parse.tensors.values()})
-    return StageRecord("tfs-parse", "warn" if parse.warnings else "ok",
-                       f"{len(parse.tensors)} tensor(s), {parse.format} format",
-                       dtype=", ".join(dtypes), shape=shapes)
-
-
-def _dtype_name(v) -> str:
-    arr = np.asarray(v)
-    return "string" if arr.dtype == object or arr.dtype.kind in "SU" else str(arr.dtype)
-
-
-@dataclass
-class TfsAnswer:
-    status: int
-    body: str
-    parse: tfserving.TfsParse | None = None
-    findings: list[Finding] = field(default_factory=list)
-    stage: str | None = None  # failing stage when TF Serving or the graph rejects
-
-
-class TfServingEmulator:
-    """TF Serving behind the container: parse, servable lookup, signature check.
-
-    Callable as the Python path's `send_to_tfs(body, target)`; every call appends its stage
-    records to `records` and leaves its full answer in `last`.
-    """
-
-    def __init__(self, signatures: list[Signature], opts: ValidateOptions,
-                 tfs_version: str | None):
-        self.signatures = signatures
-        self.opts = opts
-        self.kwargs = {} if tfs_version is None else {"tfs_version": tfs_version}
-        self.records: list[StageRecord] = []
-        self.last: TfsAnswer | None = None
-
-    def __call__(self, body: bytes, target: TfsTarget | None) -> tuple[int, str]:
-        self.last = self.answer(body, target)
-        return self.last.status, self.last.body
-
-    def answer(self, body: bytes | str, target: TfsTarget | None) -> TfsAnswer:
-        parse = tfserving.parse_predict_request(body, self.signatures, **self.kwargs)
-        missing = self._missing_servable(target)
-        if missing and (parse.ok or not (parse.message or "").startswith(_PARSE_PHASE)):
-            self.records.append(StageRecord("tfs-parse", "fail", "HTTP 404 NOT_FOUND",
-                                            excerpt=missing))
-            return TfsAnswer(404, tfserving.error_body(missing, **self.kwargs), None, [],
-                             "tfs-parse")
-        if target is not None and target.method != "predict" and parse.ok:
-            self.records.append(StageRecord("tfs-parse", "skip", f"{target.method} request"))
-            return TfsAnswer(200, "{}", parse, [Finding(
-                "KD320", "info", "tfs-parse",
-                f"tfs-method={target.method}: kdiag checks predict requests only; this one was "
-                "not checked against the signature.", "")], None)
-        self.records.append(_parse_record(parse))
-        if not parse.ok:
-            return TfsAnswer(parse.status, parse.body or "", parse, [], "tfs-parse")
-        found = [Finding("KD321", "warning", "tfs-parse", w, "") for w in parse.warnings]
-        sig = pick_signature(self.signatures, parse.signature_name)
-        check = check_tensors(parse.tensors, sig)
-        self.records.append(check.record)
-        found += check.findings
-        if not check.ok:
-            # TF Serving hands the tensors to the graph, whose op then fails with 400
-            # (INVALID_ARGUMENT). The op's exact words depend on the graph; kdiag names the cause.
-            text = tfserving.error_body(f"(predicted graph error) {check.findings[0].message}",
-                                        **self.kwargs)
-            return TfsAnswer(400, text, parse, found, "signature")
-        batch = next((int(np.shape(a)[0]) for a in parse.tensors.values() if np.ndim(a)), 1)
-        text = tfserving.predict_response(_zeros(sig, batch), format=parse.format or "row",
-                                          signature=sig, **self.kwargs)
-        return TfsAnswer(200, text, parse, found, None)
-
-    def _missing_servable(self, target: TfsTarget | None) -> str | None:
-        if target is None:
-            return None
-        if target.model != self.opts.model_name or (
-                target.version is not None and self.opts.versions is not None
-                and target.version not in self.opts.versions):
-            which = (f"Latest({target.model})" if target.version is None
-                     else f"Specific({target.model}, {target.version})")
-            return f"Servable not found for request: {which}"
-        return None
-
-
 def _tensors(parse: tfserving.TfsParse | None) -> dict[str, dict]:
     if parse is None or not parse.ok:
         return {}
-    return {k: {"dtype": _dtype_name(v), "shape": [int(d) for d in np.shape(v)]}
+    return {k: {"dtype": dtype_name(v), "shape": [int(d) for d in np.shape(v)]}
             for k, v in parse.tensors.items()}
 
 
@@ -212,7 +103,8 @@ def _walk(req: Request, signatures: list[Signature], opts: ValidateOptions) -> V
         return ValidationResult(False, 400, "wire", rt.message, findings=findings,
                                 records=records)
 
-    tfs = TfServingEmulator(signatures, opts, None if opts.via == "tfs" else gen.tfs_version)
+    tfs = TfServingEmulator(signatures, model_name=opts.model_name, versions=opts.versions,
+                            tfs_version=None if opts.via == "tfs" else gen.tfs_version)
     if opts.via == "tfs":
         ans = tfs.answer(req.body_bytes, None)
         ok = ans.status == 200

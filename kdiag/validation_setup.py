@@ -38,14 +38,17 @@ def resolve_target(arg: str, *, signature_name: str | None = None, model_name: s
             target.model_name = art.model_name
         if lay is not None and lay.default_model is not None:
             target.versions = tuple(int(v) for v in lay.default_model.loadable_versions)
-            target.has_requirements = "code/requirements.txt" in lay.python_path_files
-            target.has_lib = "code/lib" in lay.python_path_files
+            # With inference.py present but not run (no --code), kdiag predicts the container
+            # without code/ at all rather than the raw-forwarding default handler.
+            if not lay.inference_py or code_dir is not None:
+                target.has_requirements = "code/requirements.txt" in lay.python_path_files
+                target.has_lib = "code/lib" in lay.python_path_files
             if lay.inference_py and code_dir is None:
                 target.findings.append(Finding(
                     "KD230", "warning", "container",
                     "This model has code/inference.py: the endpoint runs your handlers, and "
                     "kdiag only runs them when you pass --code (it executes your code). The "
-                    "prediction below is for the container without handlers.",
+                    "prediction below is for the container without code/.",
                     "Extract code/ and pass --code path/to/code.",
                 ))
     if model_name:

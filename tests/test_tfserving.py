@@ -578,6 +578,13 @@ def test_fast_path_gives_the_exact_paths_tensors(body, sigs):
         np.testing.assert_array_equal(fast.tensors[k], exact.tensors[k])
 
 
+def test_long_float64_decimals_are_rounded_as_rapidjson_rounds_them():
+    # reader.h without kParseFullPrecisionFlag: the 17th digit is added in floating point, so
+    # the double can be an ulp away from the correctly rounded one Python's json gives.
+    r = p(b'{"instances": [0.914177763170669074]}', [sig(x=("float64", (-1,)))])
+    assert r.tensors["x"][0] == 0.914177763170669 != float("0.914177763170669074")
+
+
 @pytest.mark.parametrize("body", [
     b'{"instances": [[1, 2, "3", 4, 5]]}',  # numpy would read "3" as 3.0
     b'{"instances": [[1, 2, true, 4, 5]]}',  # and true as 1.0
@@ -810,6 +817,20 @@ def test_rapidjson_parse_agrees_with_python_json_on_valid_documents(value):
     body = json.dumps(value).encode()
     for iterative in (False, True):
         assert same_value(parse(body, iterative=iterative)[0], json.loads(body))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(rb"\A-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,16})?\Z"))
+def test_whole_token_number_reading_matches_rapidjsons_digit_loop(token):
+    from kdiag.path import tfs_rapidjson as rj
+
+    def read(fn):
+        try:
+            return repr(fn(token, 0))
+        except RapidJsonError as e:
+            return (e.text, e.offset)
+
+    assert read(rj._parse_number) == read(rj._parse_number_slow)
 
 
 # --- performance ----------------------------------------------------------------------------

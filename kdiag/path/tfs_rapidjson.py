@@ -168,8 +168,95 @@ def _peek(b: bytes, i: int) -> int:
     return b[i] if i < len(b) else 0
 
 
+_JSON_NUMBER = re.compile(rb"(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?)([0-9]+))?(?![.eE])")
+_MAX53 = (1 << 53) - 1
+
+
 def _parse_number(b: bytes, i: int) -> tuple[int | float, int]:
-    """reader.h ParseNumber with kParseNanAndInfFlag, without kParseFullPrecisionFlag."""
+    """reader.h ParseNumber with kParseNanAndInfFlag, without kParseFullPrecisionFlag.
+
+    Well-formed JSON numbers are handled on whole digit strings; NaN/Infinity and malformed
+    numbers (which need rapidjson's exact error offsets) go character by character.
+    """
+    m = _JSON_NUMBER.match(b, i)
+    if m is None:
+        return _parse_number_slow(b, i)
+    minus = m.group(1) == b"-"
+    int_digits, frac, exp_sign, exp_digits = m.group(2), m.group(3), m.group(4), m.group(5)
+    if frac is None and exp_digits is None:
+        v = int(int_digits)
+        if v <= ((1 << 63) if minus else (1 << 64) - 1):
+            return (-v if minus else v), m.end()
+    v = int(int_digits)
+    limit = (1 << 63) if minus else (1 << 64) - 1
+    use_double = False
+    d = 0.0
+    if v <= limit:
+        ival = v
+        sig = len(int_digits) - 1 if v else 0
+    else:
+        # The 64-bit loop stops at the longest prefix that still fits; the rest is added in
+        # floating point, digit by digit.
+        k = len(str(limit))
+        if int(int_digits[:k]) > limit:
+            k -= 1
+        ival = 0
+        sig = k - 1
+        d = float(int(int_digits[:k]))
+        for ch in int_digits[k:]:
+            if d >= _DBL_MAX_DIV_10:
+                raise RapidJsonError(NUMBER_TOO_BIG, i)
+            d = d * 10 + (ch - 0x30)
+        use_double = True
+    exp_frac = 0
+    if frac is not None:
+        rest = frac
+        if not use_double:
+            # Fraction digits join the integer significand while it is <= 2^53 - 1 before
+            # each step, i.e. until it would exceed 16 significant digits (or 16 and > 2^53-1).
+            if ival > _MAX53:
+                taken = 0
+            else:
+                digits = int_digits + frac
+                lead = len(digits) - len(digits.lstrip(b"0"))
+                t16 = 16 + lead - len(int_digits)  # frac digits giving 16 significant ones
+                if t16 < 0:
+                    taken = 0
+                elif t16 >= len(frac):
+                    taken = len(frac)
+                else:
+                    taken = t16 + (int(digits[:len(int_digits) + t16]) <= _MAX53)
+                    taken = min(taken, len(frac))
+            zeros = len(frac) - len(frac.lstrip(b"0")) if ival == 0 else 0
+            sig += taken - min(taken, zeros)
+            exp_frac = -taken
+            rest = frac[taken:]
+            d = float(int(int_digits + frac[:taken]))
+            use_double = True
+        for ch in rest:
+            if sig >= 17:
+                break
+            d = d * 10.0 + (ch - 0x30)
+            exp_frac -= 1
+            if d > 0.0:
+                sig += 1
+    exp = 0
+    if exp_digits is not None:
+        if not use_double:
+            d = float(ival)
+            use_double = True
+        digits = exp_digits.lstrip(b"0") or b"0"
+        exp = int(digits) if len(digits) <= 12 else 1 << 40
+        if exp_sign == b"-":
+            # Past 214748364 rapidjson stops accumulating; any such exponent gives 0.
+            exp = -min(exp, 214748364)
+        elif exp > 308 - exp_frac:
+            raise RapidJsonError(NUMBER_TOO_BIG, i)
+    d = _strtod_normal_precision(d, exp + exp_frac)
+    return (-d if minus else d), m.end()
+
+
+def _parse_number_slow(b: bytes, i: int) -> tuple[int | float, int]:
     start = i
     minus = _peek(b, i) == 0x2D
     if minus:

@@ -1,0 +1,152 @@
+"""`kdiag replay PAYLOAD --model MODEL`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from kdiag.commands._common import emit_json, exit_with, format_option
+
+EPILOG = """\b
+Examples:
+  kdiag replay body.json --model export/1
+  kdiag replay body.csv --model model.tar.gz --content-type text/csv
+  kdiag replay bodies/ --model export/1 --out results.jsonl     then: kdiag diff ...
+  kdiag replay bodies.jsonl --each-line --model export/1 --max-batch 512
+  kdiag replay body.json --model export/1 --keras model.keras \\
+      --custom-objects my_model.py --client-input '{"data": [[1, 2, 3, 4, 5]]}'
+
+\b
+JSON output: validate's keys (accepted, status, stage, error, tfs_request, tfs_target,
+tensors, findings, fixed_payload, stages) plus response {status, content_type, body, boto3},
+outputs (the model's dtype/shape), client_decode, and notebook (with --keras).
+Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage error.
+"""
+
+
+@click.command("replay", epilog=EPILOG)
+@click.argument("payload")
+@click.option("--model", "model", required=True,
+              help="SavedModel folder, version folder, or model.tar.gz (extracted safely to a "
+                   "temporary folder).")
+@click.option("--content-type", help="The request's Content-Type (default from the file "
+              "suffix, else application/json).")
+@click.option("--accept", help="The Accept header.")
+@click.option("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes.")
+@click.option("--framework-version", help="The serving image's TensorFlow version "
+              "(default: newest container generation).")
+@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="code/ folder with inference.py: runs YOUR handlers (executes your code).")
+@click.option("--model-name", help="The name the container serves the model under.")
+@click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies.")
+@click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True,
+              help="At most this many instances per stacked model call in batch replay.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write one JSON line per payload (id, outputs or error) for kdiag diff.")
+@click.option("--keras", "keras_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The notebook's .keras model: run its own predict() on --client-input and "
+                   "diff with the endpoint.")
+@click.option("--custom-objects", type=click.Path(path_type=Path, dir_okay=False),
+              help="Module defining the Keras model's custom classes (imported: runs its code).")
+@click.option("--client-input", help="What the notebook passed to predict(): a file (.npy "
+              "array, or text such as JSON) or a literal string.")
+@click.option("--unsafe-keras", is_flag=True, help="Load the .keras file with safe_mode=False "
+              "(allows lambda layers: runs code stored in the file). Off by default.")
+@click.option("--atol", type=float, default=1e-5, show_default=True)
+@click.option("--rtol", type=float, default=1e-5, show_default=True)
+@format_option
+def command(payload: str, model: str, content_type: str | None, accept: str | None,
+            custom_attributes: str | None, framework_version: str | None,
+            code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,
+            out: Path | None, keras_path: Path | None, custom_objects: Path | None,
+            client_input: str | None, unsafe_keras: bool, atol: float, rtol: float,
+            fmt: str) -> None:
+    """Run PAYLOAD through the real model exactly as the endpoint would, and show every stage:
+    wire, container, TF Serving's parse, the graph, TF Serving's response, the container's
+    answer, what boto3 returns or raises, and what your JSON deserializer hands back.
+
+    PAYLOAD is a file, - for stdin, or a folder of payload files (replayed in stacked model
+    calls). Needs TensorFlow.
+    """
+    from kdiag.endpoint import LocalEndpoint
+    from kdiag.errors import KdiagError
+    from kdiag.path.container import Request
+    from kdiag.payload_files import iter_bodies
+    from kdiag.replay import notebook_versus_endpoint, replay_one
+    from kdiag.report import console, render_replay, render_validation_batch
+    from kdiag.runner import require_tensorflow
+
+    require_tensorflow("kdiag replay")
+    if (keras_path is None) != (client_input is None):
+        raise KdiagError("--keras and --client-input go together: the notebook's model and "
+                         "what the notebook passed to its predict().")
+    items = [(name, Request(body=body, content_type=ct, accept=accept,
+                            custom_attributes=custom_attributes))
+             for name, body, ct in iter_bodies(payload, each_line=each_line,
+                                               content_type=content_type)]
+    single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
+    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
+                       model_name=model_name) as endpoint:
+        if single:
+            results = [replay_one(endpoint, items[0][1], items[0][0])]
+        else:
+            results = _replay_with_progress(endpoint, items, max_batch, quiet=fmt == "json")
+    if keras_path is not None:
+        notebook_versus_endpoint(results[0], keras_path, _client_input(client_input),
+                                 custom_objects=custom_objects, safe_mode=not unsafe_keras,
+                                 atol=atol, rtol=rtol)
+    if out is not None:
+        _write_results(out, results)
+    if fmt == "json":
+        emit_json(results[0].to_json() if single else
+                  {"results": [r.to_json() for r in results],
+                   "accepted": sum(r.accepted for r in results),
+                   "rejected": sum(not r.accepted for r in results)})
+    else:
+        con = console()
+        if single:
+            render_replay(results[0], con)
+        else:
+            render_validation_batch(results, con)
+    differs = any(r.notebook and r.notebook.get("verdict") != "agree" for r in results)
+    exit_with(1 if differs or any(not r.accepted for r in results) else 0)
+
+
+def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
+    from rich.progress import Progress
+
+    from kdiag.replay import replay_many
+
+    if quiet or len(items) < 200:
+        return replay_many(endpoint, items, max_batch=max_batch)
+    with Progress(transient=True, console=None) as bar:
+        task = bar.add_task("replaying", total=len(items))
+        return replay_many(endpoint, items, max_batch=max_batch,
+                           progress=lambda n: bar.advance(task, n))
+
+
+def _client_input(value: str) -> object:
+    import numpy as np
+
+    p = Path(value)
+    if len(value) < 4096 and p.is_file():
+        if p.suffix == ".npy":
+            return np.load(p, allow_pickle=False)
+        return p.read_text(encoding="utf-8")
+    return value
+
+
+def _write_results(out: Path, results) -> None:
+    """Atomic: a temporary file renamed into place, so a failure leaves no partial file."""
+    from kdiag.outputs import result_line
+
+    tmp = out.with_name(f".{out.name}.kdiag-tmp")
+    with open(tmp, "wb") as fh:
+        for r in results:
+            if r.accepted:
+                fh.write(result_line(r.name or "", r.decoded))
+            else:
+                fh.write(result_line(r.name or "", error=f"{r.status} at {r.stage}"))
+    os.replace(tmp, out)
