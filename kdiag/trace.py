@@ -31,6 +31,6 @@ class StageRecord:
 
 def excerpt(text: str | bytes, limit: int = 120) -> str:
     if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    text = " ".join(text.split())
+        text = text[: limit * 4].decode("utf-8", errors="replace")
+    text = " ".join(text[: limit * 4].split())  # cut first: bodies can be megabytes
     return text if len(text) <= limit else text[: limit - 1] + "…"

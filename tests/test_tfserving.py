@@ -55,6 +55,7 @@ def fails(body, sigs=ARGS0, v=DEFAULT_TFS_VERSION, status=400):
     return r.message
 
 
+VERSIONS = ["1.11", "1.14", "2.2", "2.4", "2.10", "2.17", "2.18", "2.20"]
 ROW5 = b'{"instances": [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10.5]]}'
 
 
@@ -595,6 +596,33 @@ def test_fast_path_declines_what_numpy_or_orjson_would_read_differently(body):
     assert tfs._fast(body, ARGS0, tfs._Features(DEFAULT_TFS_VERSION)) is None
 
 
+leafs = (st.integers(-(2 ** 65), 2 ** 65) | st.floats(width=32, allow_nan=False)
+         | st.floats(allow_nan=False, allow_infinity=False) | st.booleans() | st.none()
+         | st.sampled_from(["1.5", "a"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(leafs, min_size=2, max_size=2) | leafs, min_size=1, max_size=3),
+       st.sampled_from(["float32", "float64", "int32", "uint8", "int64", "uint64", "bool"]),
+       st.booleans(), st.sampled_from(VERSIONS))
+def test_fast_path_never_disagrees_with_the_exact_path(rows, dtype, columnar, version):
+    key = "inputs" if columnar else "instances"
+    try:
+        body = orjson.dumps({key: rows})
+    except orjson.JSONEncodeError:
+        return
+    sigs = [sig(x=(dtype, (-1, 2)))]
+    feats = tfs._Features(parse_tfs_version(version))
+    fast = tfs._fast(body, sigs, feats)
+    if fast is None:
+        return
+    exact = tfs._exact(body, sigs, feats)
+    assert exact.ok, exact.message
+    for k, t in exact.tensors.items():
+        assert fast.tensors[k].dtype == t.dtype
+        np.testing.assert_array_equal(fast.tensors[k], t)
+
+
 # --- responses (MakeJsonFromTensors) --------------------------------------------------------
 
 def test_row_response_keeps_rows_on_one_line():
@@ -735,7 +763,6 @@ json_values = st.recursive(
     max_leaves=30,
 )
 ALL_SIGS = [ARGS0, TWO, IMAGE, TOKENS, SCALAR, [sig(x=("bool", (-1,)))]]
-VERSIONS = ["1.11", "1.14", "2.2", "2.4", "2.10", "2.17", "2.18", "2.20"]
 
 
 def check_result(r):

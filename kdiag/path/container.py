@@ -171,8 +171,8 @@ def _body_findings(text: str | None, forwarded: str, mode: str, kind: str, gen: 
             out.append(finding("KD204", "info",
                                "JSON lines: each line becomes one instance",
                                ""))
-    elif mode == "tfs-json" and text is not None and njs.JSON_LINES_RE.search(text) and \
-            "\n" in njs.js_trim(text):
+    elif mode == "tfs-json" and text is not None and "\n" in njs.js_trim(text) and \
+            njs.is_json_lines(text):
         out.append(finding("KD206", "warning",
                            "the body has several JSON documents and an instances/inputs key: "
                            "it is forwarded unmerged (TF Serving < 2.18 rejects trailing data, "

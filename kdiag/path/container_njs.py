@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from kdiag.path.container_common import (
+    JS_WS,
     JS_WS_CLASS,
     NGINX_DEFAULT_TYPE,
     NJS_BODY_BUFFER,
@@ -86,6 +87,25 @@ def body_text(body: bytes, gen: Generation) -> tuple[str | None, list[str]]:
         return body.decode("utf-8", "replace"), notes
 
 
+def is_json_lines(text: str) -> bool:
+    """JSON_LINES_RE.search(text) is not None, without the regex's cost.
+
+    A character class at the start of a pattern makes Python's re test every position (about
+    300 us on a 40 kB body); closing brackets are few, and str.find reaches each at C speed.
+    """
+    n = len(text)
+    for closer in "]}":
+        i = text.find(closer)
+        while i != -1:
+            j = i + 1
+            while j < n and text[j] in JS_WS:
+                j += 1
+            if j < n and text[j] in "[{":
+                return True
+            i = text.find(closer, j if j > i + 1 else i + 1)
+    return False
+
+
 def dispatch_json(data: str | None, gen: Generation) -> tuple[str, str]:
     """(forwarded text, mode) for the JSON content types (json_request and its helpers)."""
     text = "undefined" if data is None else data  # JS coerces undefined to "undefined"
@@ -93,7 +113,7 @@ def dispatch_json(data: str | None, gen: Generation) -> tuple[str, str]:
     for check in checks:
         if check == "tfs" and TFS_JSON_RE.search(text):
             return text, "tfs-json"
-        if check == "lines" and JSON_LINES_RE.search(text):
+        if check == "lines" and is_json_lines(text):
             return json_lines(text), "json-lines"
     if INSTANCES_LIST_RE.match(text):
         return '{"instances":' + text + "}", "instances-list"
