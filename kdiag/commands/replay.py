@@ -27,7 +27,7 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 
 
 @click.command("replay", epilog=EPILOG)
-@click.argument("payload")
+@click.argument("payload", required=False)
 @click.option("--model", "model", required=True,
               help="SavedModel folder, version folder, or model.tar.gz (extracted safely to a "
                    "temporary folder).")
@@ -54,6 +54,15 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
               "array, or text such as JSON) or a literal string.")
 @click.option("--unsafe-keras", is_flag=True, help="Load the .keras file with safe_mode=False "
               "(allows lambda layers: runs code stored in the file). Off by default.")
+@click.option("--capture", help="Replay SageMaker Data Capture instead of PAYLOAD: a folder or "
+              "file of capture JSON lines, or s3://bucket/prefix; diffs local outputs with the "
+              "captured ones.")
+@click.option("--endpoint-url", help="--capture from a local S3 (moto, MinIO).")
+@click.option("--limit", type=click.IntRange(min=1), help="--capture: at most this many records.")
+@click.option("--since", help="--capture: records at or after this time (ISO 8601, UTC).")
+@click.option("--until", help="--capture: records before this time.")
+@click.option("--shard", metavar="K/N", help="--capture: shard K of N, to split a large capture "
+              "across machines or CI jobs.")
 @click.option("--atol", type=float, default=1e-5, show_default=True)
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
 @format_option
@@ -61,8 +70,9 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
             custom_attributes: str | None, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
-            client_input: str | None, unsafe_keras: bool, atol: float, rtol: float,
-            fmt: str) -> None:
+            client_input: str | None, unsafe_keras: bool, capture: str | None,
+            endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
+            shard: str | None, atol: float, rtol: float, fmt: str) -> None:
     """Run PAYLOAD through the real model exactly as the endpoint would, and show every stage:
     wire, container, TF Serving's parse, the graph, TF Serving's response, the container's
     answer, what boto3 returns or raises, and what your JSON deserializer hands back.
@@ -79,6 +89,16 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     from kdiag.runner import require_tensorflow
 
     require_tensorflow("kdiag replay")
+    if capture is not None:
+        if payload is not None:
+            raise KdiagError("Give either PAYLOAD or --capture, not both.")
+        _replay_capture(model, capture, framework_version=framework_version, code_dir=code_dir,
+                        model_name=model_name, endpoint_url=endpoint_url, limit=limit,
+                        since=since, until=until, shard=shard, max_batch=max_batch,
+                        atol=atol, rtol=rtol, fmt=fmt)
+        return
+    if payload is None:
+        raise KdiagError("Give a PAYLOAD (file, - for stdin, or a folder) or --capture PATH.")
     if (keras_path is None) != (client_input is None):
         raise KdiagError("--keras and --client-input go together: the notebook's model and "
                          "what the notebook passed to its predict().")
@@ -150,3 +170,40 @@ def _write_results(out: Path, results) -> None:
             else:
                 fh.write(result_line(r.name or "", error=f"{r.status} at {r.stage}"))
     os.replace(tmp, out)
+
+
+def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,
+                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt) -> None:
+    from rich.progress import Progress
+
+    from kdiag.capture import parse_shard
+    from kdiag.capture_replay import replay_capture
+    from kdiag.commands.diff import _parse_when, render
+    from kdiag.compare import CompareConfig
+    from kdiag.endpoint import LocalEndpoint
+    from kdiag.report import console
+
+    config = CompareConfig(atol=atol, rtol=rtol)
+    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=_parse_when(since, "--since"),
+                  until=_parse_when(until, "--until"),
+                  shard=parse_shard(shard) if shard else None, max_batch=max_batch,
+                  config=config)
+    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
+                       model_name=model_name) as endpoint:
+        if fmt == "json":
+            result = replay_capture(endpoint, capture, **kwargs)
+        else:
+            with Progress(transient=True) as bar:
+                task = bar.add_task("replaying capture", total=limit)
+                result = replay_capture(endpoint, capture,
+                                        progress=lambda n: bar.advance(task, n), **kwargs)
+    failed = not result.comparison.ok
+    if fmt == "json":
+        emit_json(result.to_json())
+    else:
+        con = console()
+        con.print(f"{result.records} captured records: {result.replayed_ok} replayed locally, "
+                  f"{result.rejected_locally} rejected by the local path; A = captured "
+                  "endpoint output, B = local replay")
+        render(result.comparison, con, failed=failed)
+    exit_with(1 if failed else 0)

@@ -1,0 +1,100 @@
+"""kdiag replay --capture: captured inputs replayed through the real model, diffed with the
+captured outputs (needs TensorFlow)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kdiag.cli import cli
+from tests.conftest import MODELS
+
+pytestmark = pytest.mark.tf
+pytest.importorskip("tensorflow")
+
+CUSTOM = str(MODELS / "custom/export/1")
+
+
+def line(i: int, x: list[float], y: float, *, b64: bool = False) -> str:
+    """One capture record as SageMaker writes it; the custom model answers x.[.1..5] + 1."""
+    out = json.dumps({"predictions": [[y]]})
+    return json.dumps({
+        "captureData": {
+            "endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+                              "data": json.dumps({"instances": [x]}), "encoding": "JSON"},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                               "data": base64.b64encode(out.encode()).decode() if b64 else out,
+                               "encoding": "BASE64" if b64 else "JSON"}},
+        "eventMetadata": {"eventId": f"ev-{i}", "inferenceId": f"req-{i}",
+                          "inferenceTime": f"2024-05-01T13:{i % 60:02d}:00Z"},
+        "eventVersion": "0"})
+
+
+def expected(x):
+    return sum(a * w for a, w in zip(x, [0.1, 0.2, 0.3, 0.4, 0.5], strict=True)) + 1
+
+
+def write_capture(path, n, *, wrong=()):
+    d = path / "ep" / "AllTraffic" / "2024" / "05" / "01" / "13"
+    d.mkdir(parents=True)
+    lines = []
+    for i in range(n):
+        x = [float(i % 7), 1.0, 2.0, 0.5, float(i % 3)]
+        y = expected(x) + (5.0 if i in wrong else 0.0)
+        lines.append(line(i, x, y, b64=i % 2 == 0))
+    (d / "00-00-000-abc.jsonl").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_capture_that_matches_the_model_is_clean(tmp_path):
+    cap = write_capture(tmp_path / "cap", 50)
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--format", "json", "--atol", "1e-4"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["records"] == 50 and doc["replayed_ok"] == 50
+    assert doc["comparison"]["outputs"][0]["failed"] == 0
+
+
+def test_records_the_endpoint_answered_differently_are_found_by_id(tmp_path):
+    cap = write_capture(tmp_path / "cap", 40, wrong={3, 17})
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--format", "json", "--atol", "1e-4"])
+    assert r.exit_code == 1
+    doc = json.loads(r.output)
+    out = doc["comparison"]["outputs"][0]
+    assert out["failed"] == 2
+    assert {w["id"] for w in out["worst"]} >= {"req-3", "req-17"}
+
+
+def test_limit_and_text_report(tmp_path):
+    cap = write_capture(tmp_path / "cap", 30)
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--limit", "10", "--atol", "1e-4"])
+    assert r.exit_code == 0, r.output
+    assert "10 captured records" in r.output
+
+
+def test_capture_from_s3_through_a_local_s3(tmp_path, monkeypatch):
+    from tests._moto import moto_s3, s3_client
+
+    cap = write_capture(tmp_path / "cap", 12)
+    with moto_s3(monkeypatch) as url:
+        s3 = s3_client(url)
+        s3.create_bucket(Bucket="bucket")
+        for f in cap.rglob("*.jsonl"):
+            s3.upload_file(str(f), "bucket", "capture/" + f.relative_to(cap).as_posix())
+        r = CliRunner().invoke(cli, ["replay", "--capture", "s3://bucket/capture",
+                                     "--endpoint-url", url, "--model", CUSTOM, "--format",
+                                     "json", "--atol", "1e-4"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["records"] == 12
+
+
+def test_payload_and_capture_together_is_a_usage_error(tmp_path):
+    r = CliRunner().invoke(cli, ["replay", "x.json", "--capture", str(tmp_path), "--model",
+                                 CUSTOM])
+    assert r.exit_code == 2
