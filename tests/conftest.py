@@ -12,6 +12,10 @@ MODELS = FIXTURES / "models"
 ARCHIVES = FIXTURES / "archives"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# kdiag's runner turns oneDNN off before importing TensorFlow: with it on, a rank-3 image fed to
+# Conv2D aborts the whole process (MklConvOp CHECK). Tests that import TensorFlow themselves
+# must see the same setting, whichever test happens to import it first.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 @pytest.fixture(scope="session")
