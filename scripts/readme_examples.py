@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- example: (?P<cmd>.+?) -->\n```[a-z]*\n)(?P<out>.*?)(```)", re.S)
+CODES_BLOCK = re.compile(r"(<!-- codes -->\n)(.*?)(<!-- /codes -->)", re.S)
 
 
 def run_example(cmd: str) -> str:
@@ -39,7 +40,17 @@ def run_example(cmd: str) -> str:
     return f"$ {cmd}\n{out}\n" + (f"(exit code {p.returncode})\n" if p.returncode else "")
 
 
+def codes_table() -> str:
+    sys.path.insert(0, str(ROOT))
+    from kdiag.codes import CODES
+
+    rows = ["| code | meaning |", "|---|---|"]
+    rows += [f"| {code} | {meaning.replace('|', '/')} |" for code, meaning in CODES.items()]
+    return "\n".join(rows) + "\n"
+
+
 def render(text: str) -> str:
+    text = CODES_BLOCK.sub(lambda m: m.group(1) + codes_table() + m.group(3), text)
     return BLOCK.sub(lambda m: m.group(1) + run_example(m.group("cmd")) + m.group(4), text)
 
 

@@ -178,7 +178,7 @@ class TfServingEmulator:
                              model_error=result.message)
         outs = result.outputs
         self.records.append(StageRecord(
-            "model", "ok", f"{len(outs)} output(s) in {result.seconds * 1000:.1f} ms",
+            "model", "ok", f"{len(outs)} output(s)", detail={"seconds": result.seconds},
             dtype=", ".join(sorted({dtype_name(v) for v in outs.values()})),
             shape="; ".join(f"{k} {format_shape(tuple(np.shape(v)))}" for k, v in outs.items())))
         try:
