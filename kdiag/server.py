@@ -243,14 +243,8 @@ class ServerApp:
     def invocations(self, headers: Mapping[str, str], body: bytes) -> Reply:
         req = Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
                       _header(headers, "X-Amzn-SageMaker-Custom-Attributes"))
-        inv = self.endpoint.invoke(req, wire=False)
-        if inv.wire_rejected:
-            # LocalEndpoint.invoke applies the Runtime's limits, which the container itself does
-            # not have; say so instead of pretending to be the container.
-            text = "; ".join(f.message for f in inv.findings if f.stage == "wire"
-                             and f.severity == "error") or "refused by the wire stage"
-            return _json_reply(400, tfserving_json_error(f"kdiag: {text}"), "wire-rejected")
-        return self._container_reply(inv)
+        # The container itself has no size limit: only InvokeEndpoint applies the Runtime's.
+        return self._container_reply(self.endpoint.invoke(req, wire=False))
 
     @staticmethod
     def _container_reply(inv: Invocation) -> Reply:
