@@ -101,11 +101,13 @@ CODES: dict[str, str] = {
     "KD411": "missing batch axis",
     "KD412": "one level of nesting too many (batch axis added twice)",
     "KD413": "wrong feature count or image size",
+    "KD414": "an image-decoding input got strings that are not image bytes (base64 without b64)",
     # model
     "KD500": "the graph failed on a request TF Serving accepted",
     "KD501": "tf.saved_model.save of a Keras 3 model: TF Serving cannot restore its variables",
     "KD502": "a string reached a numeric graph input (a predict() override converted it)",
     "KD503": "an index outside its table (e.g. token id beyond the vocabulary)",
+    "KD504": "the graph's image decoder got bytes that are not an image",
     # response, runtime, client
     "KD640": "a TF Serving error masked as HTTP 200 (Python path, older images)",
     "KD641": "the first Accept type is used as the Content-Type",

@@ -33,6 +33,10 @@ _MODEL_RULES = [
      "A string reached a numeric input of the graph: in the notebook a Python predict() "
      "override converted it, the exported graph does not.",
      "Send numbers; do the conversion in the client or in code/inference.py."),
+    ("Unknown image file format", "KD504",
+     "The graph's image decoder got bytes that are not an image (for base64 text sent as a "
+     "plain string, the decoder sees the base64 characters).",
+     "Send images as {\"b64\": base64.b64encode(image_bytes).decode()}."),
     ("is not in [", "KD503",
      "An index is outside its table (e.g. a token id beyond the embedding's vocabulary).",
      "Map the ids with the same vocabulary the model was trained with."),
@@ -157,7 +161,7 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     opts = ValidateOptions(framework_version=endpoint.gen.framework_version,
                            model_name=endpoint.model_name, versions=endpoint.versions,
                            code_dir=endpoint.code_dir)
-    if inv.stage in ("tfs-parse", "signature", "container", "wire"):
+    if not accepted:
         diagnose(res, req, endpoint.signatures, opts, sig)
     return res
 

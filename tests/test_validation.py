@@ -167,15 +167,17 @@ def test_csv_rows_become_instances():
     assert res.accepted and res.tensors["args_0"]["shape"] == [2, 5]
 
 
-def test_binary_string_input_without_b64_is_rejected_and_b64_accepted():
+def test_image_bytes_need_b64_and_base64_text_is_caught_before_the_graph():
     import base64
 
     png = (MODELS.parent / "data" / "digit.png").read_bytes()
     good = json.dumps({"instances": [{"b64": base64.b64encode(png).decode()}]})
     assert run(good, BYTES).accepted
+    # TF Serving takes base64 text as the string itself; the graph's decoder then fails.
     res = run(json.dumps({"instances": [base64.b64encode(png).decode()]}), BYTES)
-    # TF Serving takes the base64 text as the string itself; kdiag's fix wraps it as b64.
-    assert res.accepted or res.fixed_payload is not None
+    assert not res.accepted and res.stage == "signature" and "KD414" in codes(res)
+    fixed = fix_is_accepted(res, BYTES)
+    assert base64.b64decode(fixed["instances"][0]["b64"]) == png
 
 
 def test_payload_too_large_is_refused_at_the_wire():

@@ -8,6 +8,7 @@ rank or inner size is handed to the graph, which then fails deep inside with an 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,7 @@ from kdiag.trace import StageRecord
 @dataclass
 class Mismatch:
     input: str
-    kind: str  # "rank" | "dim" | "batch"
+    kind: str  # "rank" | "dim" | "batch" | "content"
     expected: tuple[int, ...] | None
     got: tuple[int, ...]
     axis: int | None = None
@@ -47,8 +48,24 @@ def _graph_hint(expected: tuple[int, ...], got: tuple[int, ...]) -> str:
             f"{list(got)[-2:] if len(got) >= 2 else list(got)}, In[1]: [{expected[-1]},...]\"")
 
 
+# Leading bytes of the formats tf.io.decode_image reads (its error lists them).
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"RIFF",
+               b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")
+
+
+def _not_images(arr: np.ndarray) -> tuple[int, bool] | None:
+    """(count of values that are not image bytes, whether they look like base64 text)."""
+    flat = [v for v in np.asarray(arr, dtype=object).ravel()[:64] if isinstance(v, bytes)]
+    bad = [v for v in flat if not v.startswith(IMAGE_MAGIC)]
+    if not bad:
+        return None
+    b64 = all(len(v) >= 16 and re.fullmatch(rb"[A-Za-z0-9+/=\s]+", v) for v in bad)
+    return len(bad), b64
+
+
 def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCheck:
     out = SignatureCheck(ok=True)
+    decodes = any("decodes images" in n for n in sig.notes)
     shapes = []
     for name, arr in tensors.items():
         spec = sig.inputs.get(name)
@@ -81,6 +98,22 @@ def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCh
         code = {"rank": "KD401", "dim": "KD402", "batch": "KD403"}[m.kind]
         out.findings.append(Finding(code, "warning" if m.kind == "batch" else "error",
                                     "signature", msg, f"Send {m.input!r} as {format_shape(exp)}."))
+    if decodes:
+        for name, arr in tensors.items():
+            spec = sig.inputs.get(name)
+            bad = _not_images(arr) if spec is not None and spec.dtype == "string" else None
+            if bad is None:
+                continue
+            count, b64 = bad
+            out.mismatches.append(Mismatch(name, "content", spec.shape, tuple(np.shape(arr))))
+            out.findings.append(Finding(
+                "KD414", "error", "signature",
+                f"Input {name!r} feeds an image decoder, but {count} value(s) are not image bytes"
+                + (": they are base64 text sent as a plain string, so the graph receives the "
+                   "base64 characters themselves" if b64 else "")
+                + "; the graph fails with 400 (\"Unknown image file format\").",
+                "Send the image as {\"b64\": base64.b64encode(image_bytes).decode()}: TF "
+                "Serving decodes it to bytes before the graph."))
     out.ok = not any(m.kind != "batch" for m in out.mismatches)
     dtypes = sorted({str(np.asarray(a).dtype) if not isinstance(a, np.ndarray) or a.dtype != object
                      else "string" for a in tensors.values()})

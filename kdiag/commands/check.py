@@ -1,0 +1,216 @@
+"""`kdiag check [MODEL]`: the pre-deploy gate for CI."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from kdiag.commands._common import exit_with
+
+EPILOG = """\b
+Examples:
+  kdiag check                                   everything from [tool.kdiag] in pyproject.toml
+  kdiag check model.tar.gz --no-replay          lint and request path only, no TensorFlow
+  kdiag check export/ --payload examples/a.json --payload rows.csv:text/csv \\
+      --content-type application/jsonlines --expect-output score:float32:-1,1
+  kdiag check model.tar.gz --golden golden.jsonl --atol 1e-4 --junit kdiag.xml
+
+\b
+Configuration: [tool.kdiag] in pyproject.toml (or kdiag.toml), found from the working folder
+up to the repository root; keys model, framework_version, content_types, payloads ({file,
+content_type}), expect_output, golden, atol, rtol, fail_on, signature_name, endpoint, code,
+custom_objects, replay. Options override the file (a list option replaces the file's list).
+Paths in the file are relative to the file.
+
+\b
+Outputs: a summary on stdout; --junit FILE (one test case per check); --json FILE (keys:
+model, passed, exit_code, replayed, counts, cases[] {name, group, status, seconds, file,
+detail, findings[]}, findings[]); under GitHub Actions (GITHUB_ACTIONS=true) one
+::error/::warning annotation per finding.
+Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
+"""
+
+
+@click.command("check", epilog=EPILOG)
+@click.argument("model", required=False)
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Read settings from this file instead of looking for kdiag.toml / "
+                   "pyproject.toml.")
+@click.option("--no-config", is_flag=True, help="Ignore configuration files.")
+@click.option("--framework-version", help="The serving image's TensorFlow version (e.g. 2.13): "
+              "it picks the container generation. Default: newest.")
+@click.option("--content-type", "content_types", multiple=True,
+              help="A Content-Type your clients send; a payload is generated for each. "
+                   "Repeatable. Default: application/json.")
+@click.option("--payload", "payloads", multiple=True, metavar="FILE[:CONTENT_TYPE]",
+              help="One of your example request bodies, with the Content-Type it is sent with "
+                   "(default from the suffix: .json, .jsonl, .csv). Repeatable.")
+@click.option("--expect-output", "expect_output", multiple=True, metavar="NAME:DTYPE:SHAPE",
+              help="An output your client relies on, e.g. score:float32:-1,1 (-1 any size, * "
+                   "any dtype or shape). Repeatable.")
+@click.option("--golden", help="Saved outputs to match (JSON lines from kdiag replay --out, "
+              ".npy/.npz, or a TF Serving response).")
+@click.option("--atol", type=float, help="Absolute tolerance for --golden [default: 1e-5].")
+@click.option("--rtol", type=float, help="Relative tolerance for --golden [default: 1e-5].")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]),
+              help="Exit 1 when a finding is at or above this severity [default: error].")
+@click.option("--signature-name", help="The signature your clients call (default "
+              "serving_default).")
+@click.option("--endpoint", help="Also probe this staging endpoint with the same payloads.")
+@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="The model's code/ folder: run YOUR inference.py handlers, as the container "
+                   "would (executes your code).")
+@click.option("--custom-objects", type=click.Path(path_type=Path, dir_okay=False),
+              help="Module defining a .keras model's custom classes (read, not imported): "
+                   "finds predict() overrides that will not be served.")
+@click.option("--replay/--no-replay", default=None,
+              help="Run the model (needs TensorFlow) or only lint and validate "
+                   "[default: replay when TensorFlow is installed].")
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write a JUnit XML report (one test case per check).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the result as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the verdict line (and annotations).")
+def command(model: str | None, config_path: Path | None, no_config: bool,
+            framework_version: str | None, content_types: tuple[str, ...],
+            payloads: tuple[str, ...], expect_output: tuple[str, ...], golden: str | None,
+            atol: float | None, rtol: float | None, fail_on: str | None,
+            signature_name: str | None, endpoint: str | None, code_dir: Path | None,
+            custom_objects: Path | None, replay: bool | None, junit_path: Path | None,
+            json_path: Path | None, quiet: bool) -> None:
+    """Every check kdiag has, on MODEL, in one run: the gate to put in CI before deploying.
+
+    Lints the artifact, validates your example payloads and one generated payload per declared
+    content type through the endpoint's request path, and (with TensorFlow) runs them through
+    the model to check output names, dtypes and shapes, and golden outputs.
+
+    MODEL is a SavedModel folder, a version parent, a .keras file or a model.tar.gz; without
+    it, `model` from [tool.kdiag].
+    """
+    from kdiag.check import CheckOptions, parse_expectation, parse_payload_arg, run_check
+    from kdiag.config import CheckConfig, load_config
+    from kdiag.errors import KdiagError
+
+    cfg = CheckConfig() if no_config else load_config(config_path)
+    model = model or cfg.model
+    if not model:
+        raise KdiagError("No model to check: pass MODEL, or set model in [tool.kdiag] "
+                         "(pyproject.toml) or kdiag.toml.")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None and not value >= 0:
+            raise KdiagError(f"--{name} must be >= 0 (got {value}).")
+    opts = CheckOptions(
+        model=model,
+        framework_version=framework_version or cfg.framework_version,
+        content_types=list(content_types) if content_types else (
+            cfg.content_types if cfg.content_types is not None else ["application/json"]),
+        payloads=[parse_payload_arg(p) for p in payloads] if payloads else list(cfg.payloads),
+        expect_output=[parse_expectation(e) for e in (expect_output or cfg.expect_output)],
+        golden=golden or cfg.golden,
+        atol=atol if atol is not None else (cfg.atol if cfg.atol is not None else 1e-5),
+        rtol=rtol if rtol is not None else (cfg.rtol if cfg.rtol is not None else 1e-5),
+        fail_on=fail_on or cfg.fail_on or "error",
+        signature_name=signature_name or cfg.signature_name,
+        endpoint=endpoint or cfg.endpoint,
+        code_dir=code_dir or (Path(cfg.code) if cfg.code else None),
+        custom_objects=custom_objects or (Path(cfg.custom_objects) if cfg.custom_objects
+                                          else None),
+        replay=replay if replay is not None else (cfg.replay if cfg.replay is not None
+                                                  else True),
+        config_source=cfg.source,
+    )
+    result = run_check(opts)
+    if junit_path is not None:
+        from kdiag.junit import check_suite, write_junit
+
+        write_junit(junit_path, [check_suite(result)])
+    if json_path is not None:
+        _write_json(json_path, result.to_json())
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in github_annotations(result):
+            click.echo(line)
+    _render(result, quiet)
+    exit_with(result.exit_code)
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    import json
+
+    from kdiag.errors import KdiagError
+
+    tmp = path.with_name(f".{path.name}.kdiag-tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise KdiagError(f"Cannot write {path}: {e.strerror}.") from None
+
+
+def _escape_data(s: str) -> str:
+    # Workflow command escaping, as @actions/core's command.ts does it.
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(s: str) -> str:
+    return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(result) -> list[str]:
+    """`::error file=...,title=KDnnn::message` for every error and warning, once each: GitHub
+    shows them on the run's summary and, for files in the repository, on the pull request."""
+    level = {"error": "error", "warning": "warning"}
+    seen: set[tuple[str, str]] = set()
+    lines = []
+    for c in result.cases:
+        for f in c.findings:
+            if f.severity not in level or (f.code, f.message) in seen:
+                continue
+            seen.add((f.code, f.message))
+            props = ([f"file={_escape_property(c.file)}"] if c.file else []) + [
+                f"title={_escape_property(f.code)}"]
+            text = f.message + (f" Fix: {f.fix}" if f.fix else "")
+            lines.append(f"::{level[f.severity]} {','.join(props)}::{_escape_data(text)}")
+    return lines
+
+
+STATUS_STYLE = {"passed": "[green]pass[/green]", "failed": "[bold red]FAIL[/bold red]",
+                "skipped": "[dim]skip[/dim]"}
+
+
+def _render(result, quiet: bool) -> None:
+    from rich.table import Table
+
+    from kdiag.report import console, escape, findings_table
+
+    con = console()
+    counts = result.counts()
+    verdict = ("[bold red]FAILED[/bold red]" if result.failed else "[bold green]PASSED[/bold green]")
+    summary = (f"kdiag check {escape(result.model)}: {verdict}  {counts['passed']} passed, "
+               f"{counts['failed']} failed, {counts['skipped']} skipped in "
+               f"{result.seconds:.2f} s (fail-on {result.fail_on}"
+               + ("" if result.replayed else ", no model run") + ")")
+    if quiet:
+        con.print(summary)
+        return
+    t = Table(title="Checks", title_justify="left", expand=False)
+    t.add_column("", no_wrap=True)
+    t.add_column("check")
+    t.add_column("seen")
+    t.add_column("s", justify="right", no_wrap=True)
+    for c in result.cases:
+        t.add_row(STATUS_STYLE[c.status], escape(c.name), escape(c.detail), f"{c.seconds:.2f}")
+    con.print(t)
+    shown = [f for f in result.findings if f.code != "KD858"]
+    if shown:
+        findings_table(con, shown, show_info=result.fail_on == "info")
+    if result.config_source:
+        con.print(f"[dim]config: {escape(result.config_source)}[/dim]")
+    con.print(summary)
+    sys.stdout.flush()
