@@ -183,12 +183,12 @@ def _parse_number(b: bytes, i: int) -> tuple[int | float, int]:
         return _parse_number_slow(b, i)
     minus = m.group(1) == b"-"
     int_digits, frac, exp_sign, exp_digits = m.group(2), m.group(3), m.group(4), m.group(5)
-    if frac is None and exp_digits is None:
-        v = int(int_digits)
-        if v <= ((1 << 63) if minus else (1 << 64) - 1):
-            return (-v if minus else v), m.end()
-    v = int(int_digits)
     limit = (1 << 63) if minus else (1 << 64) - 1
+    # More than 20 digits cannot fit 64 bits; skipping int() of them also keeps Python's
+    # 4300-digit conversion limit out of the way (rapidjson fails such numbers as too big).
+    v = int(int_digits) if len(int_digits) <= 20 else limit + 1
+    if frac is None and exp_digits is None and v <= limit:
+        return (-v if minus else v), m.end()
     use_double = False
     d = 0.0
     if v <= limit:
