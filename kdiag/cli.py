@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("kdiag.commands.sample", "Generate payloads that a signature accepts."),
     "replay": ("kdiag.commands.replay", "Run a payload through the real model exactly as the endpoint would, stage by stage."),
     "diff": ("kdiag.commands.diff", "Compare two sets of outputs (responses, .npy/.npz, replay or capture files)."),
+    "probe": ("kdiag.commands.probe", "Diagnose a live SageMaker endpoint: status, model, payloads, failures, logs."),
     "check": ("kdiag.commands.check", "The pre-deploy gate for CI: lint, validate and replay payloads, check outputs, in one run."),
     "serve": ("kdiag.commands.serve", "Serve a model locally as a SageMaker endpoint (container, Runtime API, TF Serving REST) for real clients."),
 }

@@ -28,6 +28,8 @@ SERVING = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack",
 _TFS_REPO = re.compile(r"(?:^|/)(tensorflow-inference|sagemaker-tensorflow-serving)"
                        r"(?:-eia|-graviton|-neuron\w*)?$")
 _OSS_TFS_REPO = re.compile(r"(?:^|/)tensorflow/serving$|(?:^|/)tensorflow-serving$")
+# Environment entries shown masked: people do put API keys and passwords there.
+_SECRET_ENV = re.compile(r"SECRET|TOKEN|PASSW|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE", re.I)
 _VERSION_TAG = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-_.].*)?$")
 
 
@@ -215,7 +217,8 @@ def _describe_model(clients: AwsClients, model_name: str) -> ModelInfo:
     return ModelInfo(
         name=model_name, image=image_info(primary.get("Image")),
         model_data_url=primary.get("ModelDataUrl"),
-        model_data_source=_jsonable(source) if source else None, environment=env,
+        model_data_source=_jsonable(source) if source else None,
+        environment={k: "***" if _SECRET_ENV.search(k) else v for k, v in env.items()},
         mode=primary.get("Mode"), containers=max(1, len(containers)),
         default_model_name=env.get("SAGEMAKER_TFS_DEFAULT_MODEL_NAME"))
 

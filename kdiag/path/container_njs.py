@@ -22,7 +22,7 @@ from kdiag.path.container_common import (
     make_target,
     nginx_error_page,
 )
-from kdiag.path.generations import Generation
+from kdiag.path.generations import Generation, decode_utf8
 
 _S = JS_WS_CLASS
 # is_tfs_json: /"(instances|inputs|examples)"\s*:/
@@ -75,16 +75,16 @@ def body_text(body: bytes, gen: Generation) -> tuple[str | None, list[str]]:
         return None, notes
     if len(body) > NJS_BODY_BUFFER:
         raise NjsException("request body is in a file")
-    try:
-        return body.decode("utf-8"), notes
-    except UnicodeDecodeError:
-        if gen.njs_body_access == "requestText":
-            notes.append("body is not UTF-8: njs r.requestText replaced the invalid bytes with "
-                         "U+FFFD before conversion")
-        else:
-            notes.append("body is not UTF-8: njs r.requestBody passed the raw bytes through; "
-                         "kdiag shows them as U+FFFD")
-        return body.decode("utf-8", "replace"), notes
+    text = decode_utf8(body)
+    if text is not None:
+        return text, notes
+    if gen.njs_body_access == "requestText":
+        notes.append("body is not UTF-8: njs r.requestText replaced the invalid bytes with "
+                     "U+FFFD before conversion")
+    else:
+        notes.append("body is not UTF-8: njs r.requestBody passed the raw bytes through; "
+                     "kdiag shows them as U+FFFD")
+    return body.decode("utf-8", "replace"), notes
 
 
 def is_json_lines(text: str) -> bool:

@@ -220,6 +220,27 @@ def generation_for(framework_version: str | None, *, image_date: date | str | No
     return _g3(text, tfs)
 
 
+_LAST_DECODED: tuple[bytes, str | None] = (b"", "")
+
+
+def decode_utf8(body: bytes) -> str | None:
+    """`body` as UTF-8 text, or None when it is not UTF-8.
+
+    The wire and container stages decode the same bytes object one after the other; the last
+    result is kept (by identity) so a large body is decoded once.
+    """
+    global _LAST_DECODED
+    last = _LAST_DECODED
+    if last[0] is body:
+        return last[1]
+    try:
+        text: str | None = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    _LAST_DECODED = (body, text)
+    return text
+
+
 @dataclass
 class Request:
     """What reaches the endpoint: the body and the headers the container reads.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from kdiag.errors import KdiagError
 from kdiag.findings import Finding
-from kdiag.path.generations import Request
+from kdiag.path.generations import Request, decode_utf8
 from kdiag.trace import StageRecord, excerpt
 
 __all__ = ["Request", "WireResult", "check_wire", "BODY_LIMITS", "HEADER_LIMIT",
@@ -120,7 +120,9 @@ def check_wire(req: Request, *, endpoint_kind: str = "realtime") -> WireResult:
                            "send the payload in the body"))
     elif media_type in TEXT_CONTENT_TYPES or media_type is None:
         try:
-            text = body.decode("utf-8")
+            text = decode_utf8(body)
+            if text is None:
+                body.decode("utf-8")  # not UTF-8: decode again for the error's position
         except UnicodeDecodeError as e:
             sev = "error" if media_type is not None else "warning"
             findings.append(_f("KD109", sev,

@@ -1,0 +1,253 @@
+"""`kdiag probe ENDPOINT`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from kdiag.commands._common import exit_with, fail_on_option, format_option
+
+EPILOG = """\b
+Examples:
+  kdiag probe my-endpoint --region us-east-1
+  kdiag probe my-endpoint --signature sig.json --content-type json --content-type csv
+  kdiag probe my-endpoint --model model.tar.gz          (also compares with a local replay)
+  kdiag probe my-endpoint --fetch-model                 (reads the endpoint's own model.tar.gz)
+  kdiag probe my-endpoint --payload body.json --payload rows.csv
+  kdiag probe my-endpoint --dry-run                     (describes; sends nothing)
+  kdiag probe my-endpoint --endpoint-url https://vpce-...  (VPC endpoints, local stand-ins)
+
+\b
+Without --signature, --model or --fetch-model, kdiag infers the input names, dtypes and ranks
+from TF Serving's error messages with a few minimal requests, and says so.
+Bounded by default: at most --max-requests calls (retries included) at --rate per second.
+\b
+JSON output: endpoint {name, status, failure_reason, variants, data_capture, models,
+findings}, framework_version, generation, signature {source, ...}, inference, payloads[]
+{name, request, prediction, live, agreement, replay, logs, findings}, findings[],
+requests_sent, dry_run, healthy.
+Exit codes: 0 healthy, 1 findings at or above --fail-on, 2 usage, credential or
+connection error.
+"""
+
+
+@click.command("probe", epilog=EPILOG)
+@click.argument("endpoint")
+@click.option("--signature", help="A model or a signature JSON (kdiag inspect --format json): "
+              "what the endpoint should expect.")
+@click.option("--model", help="The model the endpoint should run (SavedModel folder or "
+              "model.tar.gz): its signature, and a local replay to compare outputs with.")
+@click.option("--fetch-model", is_flag=True, help="Download the endpoint's model.tar.gz "
+              "(ModelDataUrl) to a temporary folder and read its signature (and replay it).")
+@click.option("--max-model-bytes", type=click.IntRange(1), default=2 << 30, show_default=True,
+              help="--fetch-model refuses artifacts larger than this.")
+@click.option("--no-infer", is_flag=True, help="Never infer the signature from error messages.")
+@click.option("--payload", "payloads", multiple=True, help="A payload file to send (repeatable); "
+              "Content-Type from the suffix unless one --content-type is given.")
+@click.option("--content-type", "content_types", multiple=True, help="Generate one payload "
+              "per content type (json, jsonlines, csv or a full type; repeatable). Default json.")
+@click.option("--accept", help="The Accept header to send.")
+@click.option("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes to send.")
+@click.option("--target-variant", help="Send to this production variant (TargetVariant).")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=1, show_default=True,
+              help="Instances per generated payload.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--framework-version", help="Override the TensorFlow version read from the image.")
+@click.option("--signature-name", help="Which signature (default serving_default).")
+@click.option("--model-name", help="The name the container serves the model under.")
+@click.option("--profile", help="AWS profile (default: the standard credential chain).")
+@click.option("--region", help="AWS region (default: from the profile or AWS_REGION).")
+@click.option("--endpoint-url", help="Endpoint URL for every AWS service kdiag calls.")
+@click.option("--runtime-endpoint-url", help="Endpoint URL for SageMaker Runtime.")
+@click.option("--sagemaker-endpoint-url", help="Endpoint URL for the SageMaker control plane.")
+@click.option("--logs-endpoint-url", help="Endpoint URL for CloudWatch Logs.")
+@click.option("--s3-endpoint-url", help="Endpoint URL for S3.")
+@click.option("--max-requests", type=click.IntRange(0, 10_000), default=10, show_default=True,
+              help="At most this many InvokeEndpoint calls in all, retries and inference "
+                   "included.")
+@click.option("--rate", type=click.FloatRange(min=0.001), default=2.0, show_default=True,
+              help="InvokeEndpoint calls per second, at most.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=70.0, show_default=True,
+              help="Read timeout per AWS call, seconds.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=5.0,
+              show_default=True, help="Connect timeout per AWS call, seconds.")
+@click.option("--retries", type=click.IntRange(0, 10), default=3, show_default=True,
+              help="Retries of a throttled or transiently failed call (exponential backoff).")
+@click.option("--no-logs", is_flag=True, help="Do not read CloudWatch Logs.")
+@click.option("--log-wait", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds to keep looking for log lines of a failure (delivery lags).")
+@click.option("--no-replay", is_flag=True, help="Do not replay payloads locally (--model).")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True)
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Describe the endpoint and show what would be "
+              "sent; no call to the runtime at all.")
+@format_option
+@fail_on_option
+def command(endpoint: str, signature: str | None, model: str | None, fetch_model: bool,
+            max_model_bytes: int, no_infer: bool, payloads: tuple[str, ...],
+            content_types: tuple[str, ...], accept: str | None, custom_attributes: str | None,
+            target_variant: str | None, batch: int, seed: int, framework_version: str | None,
+            signature_name: str | None, model_name: str | None, profile: str | None,
+            region: str | None, endpoint_url: str | None, runtime_endpoint_url: str | None,
+            sagemaker_endpoint_url: str | None, logs_endpoint_url: str | None,
+            s3_endpoint_url: str | None, max_requests: int, rate: float, concurrency: int,
+            timeout: float, connect_timeout: float, retries: int, no_logs: bool,
+            log_wait: float, no_replay: bool, atol: float, rtol: float, dry_run: bool,
+            fmt: str, fail_on: str) -> None:
+    """Diagnose the live SageMaker endpoint ENDPOINT end to end: its status and model, the
+    signature, what it answers to payloads next to what kdiag predicts, the root cause and log
+    lines of every failure, and (with the model) its outputs against a local replay."""
+    from kdiag.aws.invoke import RetryPolicy
+    from kdiag.aws.session import AwsClients, AwsOptions, Redactor
+    from kdiag.errors import KdiagError
+    from kdiag.probe import ProbeOptions, probe
+
+    aws = AwsOptions(profile=profile, region=region, endpoint_url=endpoint_url,
+                     runtime_endpoint_url=runtime_endpoint_url,
+                     sagemaker_endpoint_url=sagemaker_endpoint_url,
+                     logs_endpoint_url=logs_endpoint_url, s3_endpoint_url=s3_endpoint_url,
+                     timeout=timeout, connect_timeout=connect_timeout,
+                     max_pool_connections=concurrency)
+    opts = ProbeOptions(
+        aws=aws, signature=signature, model=model, fetch_model=fetch_model,
+        max_model_bytes=max_model_bytes, infer=not no_infer, payloads=list(payloads),
+        content_types=list(content_types), accept=accept, custom_attributes=custom_attributes,
+        target_variant=target_variant, batch=batch, seed=seed,
+        framework_version=framework_version, signature_name=signature_name,
+        model_name=model_name, max_requests=max_requests, rate=rate, concurrency=concurrency,
+        retry=RetryPolicy(retries=retries), logs=not no_logs, log_wait=log_wait,
+        replay=not no_replay, atol=atol, rtol=rtol, dry_run=dry_run)
+    redact = Redactor()
+    clients = AwsClients(aws, redact)
+    try:
+        result = probe(endpoint, opts, clients=clients)
+    except KdiagError as e:
+        raise KdiagError(redact(str(e))) from None
+    except Exception as e:  # botocore surprises: one redacted paragraph, never a traceback
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(e, BotoCoreError | ClientError):
+            raise KdiagError(redact(f"AWS call failed: {type(e).__name__}: {e}")) from None
+        raise
+    doc = redact.tree(result.to_json())
+    if fmt == "json":
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    else:
+        from kdiag.report import console
+
+        render(doc, console())
+    exit_with(1 if result.failed(fail_on) else 0)
+
+
+# ---- text rendering (from the redacted JSON document) ---------------------------------------
+
+def render(doc: dict, con) -> None:
+    from rich.table import Table
+
+    from kdiag.findings import Finding
+    from kdiag.report import escape, findings_table
+
+    ep = doc["endpoint"]
+    status = ep.get("status") or "?"
+    style = "green" if status == "InService" else "bold red"
+    con.print(f"[bold]Endpoint[/bold] {escape(ep['name'])} ({escape(ep.get('region') or '?')}): "
+              f"[{style}]{escape(status)}[/]"
+              + (f"  FailureReason: {escape(ep['failure_reason'])}" if ep.get("failure_reason")
+                 else ""))
+    con.print(f"config {escape(ep.get('config_name') or '?')}; TensorFlow "
+              f"{escape(doc.get('framework_version') or 'unknown')} -> container "
+              f"{escape(doc.get('generation') or '?')}; served as model "
+              f"{escape(doc.get('model_name') or '?')}")
+    if ep.get("variants"):
+        t = Table(title="Variants", title_justify="left")
+        for col in ("variant", "model", "instances", "weight"):
+            t.add_column(col, no_wrap=True)
+        for v in ep["variants"]:
+            inst = "serverless" if v.get("serverless") else \
+                f"{v.get('instance_count')} x {v.get('instance_type')}"
+            t.add_row(escape(v["name"]), escape(v.get("model_name") or "?"), escape(inst),
+                      "" if v.get("weight") is None else f"{v['weight']:g}")
+        con.print(t)
+    for m in ep.get("models") or []:
+        img = (m.get("image") or {}).get("image") or "?"
+        con.print(f"model {escape(m['name'])}: image {escape(img)}")
+        if m.get("model_data_url"):
+            con.print(f"  ModelDataUrl {escape(m['model_data_url'])}")
+        for k, v in sorted((m.get("environment") or {}).items()):
+            con.print(f"  {escape(k)}={escape(v)}")
+    cap = ep.get("data_capture")
+    if cap:
+        con.print(f"Data Capture: {'on' if cap.get('EnableCapture', True) else 'off'} -> "
+                  f"{escape(str(cap.get('DestinationS3Uri')))}")
+    sig = doc.get("signature")
+    if sig:
+        ins = ", ".join(f"{k} {v['dtype']} {v['shape']}" for k, v in sig["inputs"].items())
+        con.print(f"[bold]Signature[/bold] (from {escape(sig['source'] or '?')}): {escape(ins)}")
+    if doc.get("payloads"):
+        t = Table(title="Payloads", title_justify="left")
+        for col in ("payload", "content type", "kdiag predicts", "endpoint answered", "agree",
+                    "replay"):
+            t.add_column(col, no_wrap=col != "payload")
+        for p in doc["payloads"]:
+            t.add_row(escape(p["name"]), escape(str(p["request"]["content_type"])),
+                      escape(_predicted(p)), escape(_live(p)), _agree(p["agreement"]),
+                      escape(_replay(p)))
+        con.print(t)
+        for p in doc["payloads"]:
+            live = p.get("live") or {}
+            if live.get("ok") and live.get("body"):
+                con.print(f"[bold]{escape(p['name'])}[/bold] answered: "
+                          + escape(" ".join(live["body"].split())[:300]), soft_wrap=True)
+            logs = p.get("logs")
+            if logs and logs.get("lines"):
+                con.print(f"[bold]{escape(p['name'])}[/bold]: log lines from "
+                          f"{escape(logs['group'])}")
+                for line in logs["lines"][:40]:
+                    con.print(f"  {escape(line['stream'])} | {escape(line['message'])}",
+                              soft_wrap=True)
+    findings = [Finding(**f) for f in doc.get("findings") or []]
+    findings_table(con, findings)
+    verb = "would send" if doc.get("dry_run") else "sent"
+    verdict = "[green]healthy[/green]" if doc.get("healthy") else "[bold red]not healthy[/]"
+    con.print(f"{verdict}; {verb} {len(doc.get('payloads') or [])} payload(s), "
+              f"{doc.get('requests_sent', 0)} of at most {doc.get('max_requests')} runtime "
+              "call(s) made.")
+
+
+def _predicted(p: dict) -> str:
+    pred = p.get("prediction")
+    if not pred:
+        return "-"
+    return f"{pred['status']} accepted" if pred["accepted"] else \
+        f"{pred['status']} at {pred['stage']}"
+
+
+def _live(p: dict) -> str:
+    live = p.get("live")
+    if not live:
+        return "not sent"
+    if live["ok"]:
+        return f"200 ({live.get('content_type')})"
+    if live["kind"] == "model-error":
+        return f"ModelError {live.get('original_status_code')}"
+    if live["kind"] == "budget":
+        return "not sent (budget)"
+    return f"{live.get('error_code') or live['kind']}"
+
+
+def _agree(value: str) -> str:
+    return {"agree": "[green]yes[/green]", "disagree": "[bold red]NO[/]"}.get(value, "-")
+
+
+def _replay(p: dict) -> str:
+    r = p.get("replay")
+    if not r:
+        return "-"
+    if "error" in r:
+        return "error"
+    if "ok" in r:
+        return "outputs match" if r["ok"] else "outputs DIFFER"
+    return f"{r.get('status')}"
