@@ -49,6 +49,8 @@ FINDING_CODES: dict[str, str] = {
     "KD857": "error: the model could not be loaded for the replay",
     "KD858": "info: a check was skipped (no TensorFlow, --no-replay, no serving signature)",
     "KD859": "error: golden outputs could not be compared (no replayed outputs to compare)",
+    "KD860": "error: the staging endpoint (--endpoint) could not be probed (not found, no "
+             "credentials, control plane unreachable)",
 }
 
 _CT_SUFFIX = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?$")
@@ -641,7 +643,52 @@ def _replay_detail(r) -> str:
 
 
 def _probe_cases(opts: CheckOptions, payloads: list[_Payload]) -> list[CheckCase]:
-    """The live endpoint, through kdiag.probe (see the module's docstring for the contract)."""
-    import kdiag.probe as probe  # noqa: F401  (checked by probe_available)
+    """The same payloads against a staging endpoint, through kdiag.probe: one probe run per
+    content type of the team's files (probe sends a list of files with one type) and one for
+    the generated payloads. The local model is passed along, so probe compares each live
+    answer with the local replay when the model runs here."""
+    from kdiag.probe import ProbeOptions, probe
 
-    raise KdiagError("--endpoint: kdiag.probe exists but kdiag check does not call it yet.")
+    name = opts.endpoint
+    assert name is not None
+    groups: dict[str, list[_Payload]] = {}
+    for p in payloads:
+        if p.file is not None:
+            groups.setdefault(p.content_type, []).append(p)
+    common = {"model": opts.model, "framework_version": opts.framework_version,
+              "signature_name": opts.signature_name, "replay": opts.replay,
+              "batch": opts.batch, "seed": opts.seed,
+              "max_requests": max(10, len(payloads))}
+    runs = [(ProbeOptions(payloads=[p.file for p in ps], content_types=[ct], **common), ps)
+            for ct, ps in groups.items()]
+    if any(p.file is None for p in payloads):
+        runs.append((ProbeOptions(payloads=[], content_types=list(opts.content_types),
+                                  **common), []))
+    cases: list[CheckCase] = []
+    seen: set[tuple[str, str]] = set()
+    for popts, files in runs:
+        t0 = time.perf_counter()
+        try:
+            res = probe(name, popts)
+        except KdiagError as e:
+            cases.append(_case(f"endpoint {name}", "endpoint", [Finding(
+                "KD860", "error", "endpoint", f"Endpoint {name} could not be probed: {e}",
+                "Check the endpoint name, region and credentials (kdiag probe shows the "
+                "details).")], opts.fail_on, t0))
+            return cases
+        general = [f for f in res.endpoint.findings + res.findings
+                   if (f.code, f.message) not in seen]
+        seen |= {(f.code, f.message) for f in general}
+        if general or not cases:
+            cases.append(_case(f"endpoint {name}: describe", "endpoint", general, opts.fail_on,
+                               t0, detail=f"status {res.endpoint.status}; framework "
+                               f"{res.framework_version or 'unknown'}"))
+        by_name = {Path(p.file).name: p for p in files if p.file}
+        for pr in res.payloads:
+            team = by_name.get(pr.name)
+            title = team.title if team else f"{pr.name} [{pr.request.content_type}]"
+            cases.append(_case(f"endpoint {name}: {title}", "endpoint",
+                               _about(title, pr.findings), opts.fail_on, t0,
+                               detail=f"predicted {pr.predicted_text}; live {pr.live_text}; "
+                               f"{pr.agreement}", file=team.file if team else None))
+    return cases

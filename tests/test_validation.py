@@ -184,7 +184,19 @@ def test_payload_too_large_is_refused_at_the_wire():
     body = "[" + ",".join(["[1.0,2.0,3.0,4.0,5.0]"] * 300_000) + "]"
     res = run(body)
     assert not res.accepted and res.stage == "wire" and res.status == 400
-    assert "KD101" in codes(res) and res.fixed_payload is None
+    assert "KD101" in codes(res) and res.fixed_payload is None  # integers: nothing to round
+
+
+def test_payload_too_large_with_long_floats_is_fixed_by_rounding():
+    import numpy as np
+
+    rows = np.random.default_rng(0).random((80_000, 5)).tolist()
+    res = run(json.dumps({"instances": rows}))
+    assert not res.accepted and res.stage == "wire" and "KD101" in codes(res)
+    assert len(res.fixed_payload["body"]) <= 6291456
+    assert any("3 decimals" in c for c in res.fixed_payload["changes"])
+    fixed = fix_is_accepted(res, CUSTOM)
+    assert abs(fixed["instances"][0][0] - rows[0][0]) < 1e-3
 
 
 def test_unknown_model_name_is_a_404():
