@@ -138,6 +138,18 @@ CODES: dict[str, str] = {
     "KD720": "the notebook's predict() fails on the client input",
     "KD721": "the notebook accepts the input, the endpoint rejects the payload",
     "KD722": "the endpoint answers, but not what the notebook predicts",
+    # pre-deploy check (kdiag check)
+    "KD850": "a declared content type cannot carry the signature",
+    "KD851": "a payload is rejected on the request path",
+    "KD852": "no body can be generated for a content type only inference.py understands",
+    "KD853": "the payload passes the request path but fails in the model run",
+    "KD854": "an expected output is missing",
+    "KD855": "an expected output has another dtype",
+    "KD856": "an expected output has another shape",
+    "KD857": "the model could not be loaded for the replay",
+    "KD858": "a check was skipped",
+    "KD859": "golden outputs could not be compared",
+    "KD860": "the staging endpoint could not be probed",
     # kdiag itself
     "KD900": "no corrected payload could be written (says why)",
 }

@@ -60,7 +60,8 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
               help="Exit 1 when a finding is at or above this severity [default: error].")
 @click.option("--signature-name", help="The signature your clients call (default "
               "serving_default).")
-@click.option("--endpoint", help="Also probe this staging endpoint with the same payloads.")
+@click.option("--endpoint", help="Also send the same payloads to this staging endpoint "
+              "(kdiag probe; AWS credentials and region from the usual boto3 chain).")
 @click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
               help="The model's code/ folder: run YOUR inference.py handlers, as the container "
                    "would (executes your code).")
