@@ -47,6 +47,7 @@ class Invocation:
     outputs: dict[str, np.ndarray] | None = None  # what the model returned
     model_error: str | None = None
     wire_rejected: bool = False
+    signature_name: str | None = None  # the signature TF Serving ran (signature_name or default)
 
     @property
     def ok(self) -> bool:
@@ -196,10 +197,12 @@ class LocalEndpoint:
         status = resp.status if resp.status is not None else 502
         stage = ans.stage if ans.status != 200 else (None if status < 300 else "container-response")
         body = resp.body if isinstance(resp.body, bytes) else (resp.body or "").encode("utf-8")
+        ok_parse = ans.parse is not None and ans.parse.ok
         return Invocation(status, resp.content_type, body, stage, p.records,
                           p.findings + ans.findings + resp.findings, p.forwarded, p.target,
-                          dict(ans.parse.tensors) if ans.parse is not None and ans.parse.ok
-                          else {}, ans.outputs, ans.model_error)
+                          dict(ans.parse.tensors) if ok_parse else {}, ans.outputs,
+                          ans.model_error,
+                          signature_name=ans.parse.signature_name if ok_parse else None)
 
     def close(self) -> None:
         if self._tmp is not None:

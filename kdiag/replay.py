@@ -136,7 +136,7 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     records += [rt.record] if rt.record else []
     findings += [f for f in rt.findings if f.code != "KD660" or not inv.ok]
     accepted = inv.ok and rt.ok
-    sig = pick_signature(endpoint.signatures, None)
+    sig = pick_signature(endpoint.signatures, inv.signature_name)
     decoded: dict[str, np.ndarray] = {}
     if accepted:
         rec, decoded, extra = _client_decode(inv, list(sig.outputs))

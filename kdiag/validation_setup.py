@@ -47,8 +47,8 @@ def resolve_target(arg: str, *, signature_name: str | None = None, model_name: s
                 target.findings.append(Finding(
                     "KD230", "warning", "container",
                     "This model has code/inference.py: the endpoint runs your handlers, and "
-                    "kdiag only runs them when you pass --code (it executes your code). The "
-                    "prediction below is for the container without code/.",
+                    "kdiag only runs them when you pass --code (it executes your code), so it "
+                    "predicts the container without code/.",
                     "Extract code/ and pass --code path/to/code.",
                 ))
     if model_name:
