@@ -488,7 +488,8 @@ def _live_findings(p: PayloadResult, live: InvokeOutcome) -> list[Finding]:
         out.append(_f("KD830", "error",
                       f"{p.name}: ModelError: the container answered "
                       f"{live.original_status_code}: {excerpt(msg, 300)}",
-                      "See the diagnosis and the log lines below.", stage="runtime"))
+                      "The diagnosis findings and the endpoint's log lines say why.",
+                      stage="runtime"))
         out += diagnose_message(msg)
     elif live.kind == "validation":
         out.append(_f("KD831", "error",

@@ -185,7 +185,9 @@ def render(doc: dict, con) -> None:
     sig = doc.get("signature")
     if sig:
         ins = ", ".join(f"{k} {v['dtype']} {v['shape']}" for k, v in sig["inputs"].items())
-        con.print(f"[bold]Signature[/bold] (from {escape(sig['source'] or '?')}): {escape(ins)}")
+        src = {"inferred": "inferred from the endpoint's answers", "s3": "the endpoint's "
+               "model.tar.gz"}.get(sig["source"], f"from {sig['source']}")
+        con.print(f"[bold]Signature[/bold] ({escape(src)}): {escape(ins)}")
     if doc.get("payloads"):
         t = Table(title="Payloads", title_justify="left")
         for col in ("payload", "content type", "kdiag predicts", "endpoint answered", "agree",
