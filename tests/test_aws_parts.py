@@ -169,3 +169,15 @@ def test_inference_respects_its_request_cap():
     inf = infer_signature(send, max_requests=2)
     assert len(sent) == 2
     assert [i.name for i in inf.inputs] == ["a", "b"] and inf.signature is None
+
+
+def test_nginx_access_line_of_a_failed_invocation_is_relevant():
+    from kdiag.aws.logs import LogEvent, relevant_lines
+
+    lines = ['10.0.0.2 - - [25/Nov/2026:17:30:01 +0000] "GET /ping HTTP/1.1" 200 0 "-" "AHC/2.0"',
+             '10.0.0.2 - - [25/Nov/2026:17:30:02 +0000] "POST /invocations HTTP/1.1" 400 157 "-" "AHC"',
+             '10.0.0.2 - - [25/Nov/2026:17:30:03 +0000] "POST /invocations HTTP/1.1" 200 35 "-" "AHC"']
+    events = [LogEvent(timestamp=1000 + i, stream="AllTraffic/i-0", message=m)
+              for i, m in enumerate(lines)]
+    kept = [e.message for e in relevant_lines(events, 0, 10_000)]
+    assert lines[1] in kept and lines[0] not in kept

@@ -25,8 +25,11 @@ MAX_PAGES = 10
 CONTEXT_AFTER = 15
 MAX_LINES = 80
 
+# Error-looking lines, and nginx access-log lines of a failed invocation (the container's nginx
+# logs every request to stdout, so a rejected request leaves `"POST /invocations ..." 4xx`).
 _RELEVANT = re.compile(r"Traceback|\b(?:ERROR|FATAL|CRITICAL)\b|\[(?:error|crit|alert|emerg)\]|"
-                       r"Exception|[Ee]rror:|Failed to|failed|Invalid argument|INVALID_ARGUMENT")
+                       r"Exception|[Ee]rror:|Failed to|failed|Invalid argument|INVALID_ARGUMENT|"
+                       r"\"POST /invocations[^\"]*\" [45]\d\d ")
 _PING = re.compile(r"\"(?:GET|POST) /ping")
 
 
