@@ -424,13 +424,6 @@ def _golden_case(path: str, replayed: list[tuple[_Payload, object]], opts: Check
 
 # ---- the run ---------------------------------------------------------------------------------
 
-def probe_available() -> bool:
-    """Whether kdiag.probe (the live-endpoint stage, written separately) is installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("kdiag.probe") is not None
-
-
 def run_check(opts: CheckOptions) -> CheckResult:
     """Run every check on `opts.model`. Raises KdiagError only for usage problems (a model or
     payload file that does not exist, a bad option); everything about the model itself is a
@@ -439,11 +432,6 @@ def run_check(opts: CheckOptions) -> CheckResult:
 
     if opts.fail_on not in ("error", "warning", "info"):
         raise KdiagError(f"fail_on must be error, warning or info (got {opts.fail_on!r}).")
-    if opts.endpoint and not probe_available():
-        raise KdiagError(f"--endpoint {opts.endpoint}: probing a live endpoint needs kdiag "
-                         "probe, which is not available yet in this version of kdiag. Run "
-                         "kdiag check without --endpoint (or remove endpoint from "
-                         "[tool.kdiag]).")
     if not Path(opts.model).exists():
         raise KdiagError(f"Model {opts.model} does not exist: pass a SavedModel folder, a "
                          "version parent, a .keras file or a model.tar.gz (or set model in "

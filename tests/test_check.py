@@ -15,7 +15,6 @@ from kdiag.check import (
     OutputExpectation,
     parse_expectation,
     parse_payload_arg,
-    probe_available,
     run_check,
 )
 from kdiag.config import PayloadEntry
@@ -189,12 +188,6 @@ def test_missing_model_and_bad_framework_version_are_usage_errors(tmp_path):
         run_check(CheckOptions(model=GOOD, framework_version="banana"))
 
 
-@pytest.mark.skipif(probe_available(), reason="kdiag.probe is installed")
-def test_endpoint_without_kdiag_probe_is_a_clear_usage_error():
-    with pytest.raises(KdiagError, match="not available yet"):
-        run_check(CheckOptions(model=GOOD, endpoint="staging-endpoint"))
-
-
 # ---- expectations without the model ----------------------------------------------------------
 
 def test_expectations_are_checked_against_the_signature_without_a_model_run():
@@ -331,7 +324,6 @@ def _staging(monkeypatch, url: str, body: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not probe_available(), reason="kdiag.probe is not installed")
 def test_endpoint_is_probed_with_the_team_and_generated_payloads(tmp_path, monkeypatch):
     from tests._moto import moto_s3
 

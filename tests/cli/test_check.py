@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kdiag.check import CheckCase, CheckResult, probe_available
+from kdiag.check import CheckCase, CheckResult
 from kdiag.cli import cli
 from kdiag.commands.check import github_annotations
 from kdiag.findings import Finding
@@ -230,12 +230,6 @@ def test_unknown_configuration_key_exits_2(tmp_path, monkeypatch):
     (tmp_path / "kdiag.toml").write_text('modle = "x"\n')
     r = run(GOOD)
     assert r.exit_code == 2 and "unknown key(s)" in r.output
-
-
-@pytest.mark.skipif(probe_available(), reason="kdiag.probe is installed")
-def test_endpoint_option_says_probe_is_not_available_yet():
-    r = run(GOOD, "--endpoint", "staging")
-    assert r.exit_code == 2 and "not available yet" in r.output
 
 
 def test_github_annotations_escape_properties_and_data():
