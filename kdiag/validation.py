@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdiag.diagnose import diagnose
 from kdiag.findings import Finding
 from kdiag.path import tfserving
 from kdiag.path.container import (
@@ -81,8 +82,6 @@ def _tensors(parse: tfserving.TfsParse | None) -> dict[str, dict]:
 def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | None = None,
              *, name: str | None = None, propose_fix: bool = True) -> ValidationResult:
     """Walk one request through the stages. Never raises on a bad payload."""
-    from kdiag.diagnose import diagnose
-
     opts = opts or ValidateOptions()
     res = _walk(req, signatures, opts)
     res.name = name
@@ -161,7 +160,8 @@ def _finish(accepted: bool, status: int, stage: str | None, body: str | None,
             content_type: str | None, forwarded: str | None, tfs_target: dict | None,
             tensors: dict, findings: list[Finding], records: list[StageRecord]
             ) -> ValidationResult:
-    rt = runtime_outcome(status, body, content_type)
+    # A fixed request id: validate predicts, it sends nothing, and its output stays the same.
+    rt = runtime_outcome(status, body, content_type, request_id="kdiag-validate")
     records += [rt.record] if rt.record else []
     if not accepted:
         findings += [f for f in rt.findings if f.code == "KD660"]

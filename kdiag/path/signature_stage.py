@@ -53,6 +53,19 @@ IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"RIFF"
                b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")
 
 
+_DTYPE_NAMES: dict[np.dtype, str] = {}
+
+
+def dtype_name(v) -> str:
+    """TensorFlow's name for an array's dtype ("string" for bytes/str/object); str(np.dtype)
+    is slow enough to show in validate's profile, so names are cached."""
+    dt = v.dtype if hasattr(v, "dtype") else np.asarray(v).dtype
+    name = _DTYPE_NAMES.get(dt)
+    if name is None:
+        name = _DTYPE_NAMES[dt] = "string" if dt.kind in "OSU" else str(dt)
+    return name
+
+
 def _not_images(arr: np.ndarray) -> tuple[int, bool] | None:
     """(count of values that are not image bytes, whether they look like base64 text)."""
     flat = [v for v in np.asarray(arr, dtype=object).ravel()[:64] if isinstance(v, bytes)]
@@ -115,8 +128,7 @@ def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCh
                 "Send the image as {\"b64\": base64.b64encode(image_bytes).decode()}: TF "
                 "Serving decodes it to bytes before the graph."))
     out.ok = not any(m.kind != "batch" for m in out.mismatches)
-    dtypes = sorted({str(np.asarray(a).dtype) if not isinstance(a, np.ndarray) or a.dtype != object
-                     else "string" for a in tensors.values()})
+    dtypes = sorted({dtype_name(a) for a in tensors.values()})
     out.record = StageRecord(
         stage="signature", verdict="ok" if out.ok else "fail",
         holds=f"{len(tensors)} tensor(s) vs {sig.name}",

@@ -16,7 +16,7 @@ import numpy as np
 from kdiag.findings import Finding
 from kdiag.path import tfserving
 from kdiag.path.container_common import TfsTarget
-from kdiag.path.signature_stage import check_tensors
+from kdiag.path.signature_stage import check_tensors, dtype_name
 from kdiag.signature import Signature, format_shape, pick_signature
 from kdiag.trace import StageRecord, excerpt
 
@@ -45,11 +45,6 @@ class Prepared:
     signature: Signature | None = None
     findings: list[Finding] = field(default_factory=list)
     shape_ok: bool = True
-
-
-def dtype_name(v) -> str:
-    arr = np.asarray(v)
-    return "string" if arr.dtype == object or arr.dtype.kind in "SU" else str(arr.dtype)
 
 
 def parse_record(parse: tfserving.TfsParse) -> StageRecord:
@@ -130,7 +125,9 @@ class TfServingEmulator:
         return self.finish(prep, result)
 
     def prepare(self, body: bytes | str, target: TfsTarget | None) -> Prepared:
-        parse = tfserving.parse_predict_request(body, self.signatures, **self.kwargs)
+        # Without a model only shapes and dtypes matter: let the parser skip building values.
+        parse = tfserving.parse_predict_request(body, self.signatures, lazy=self.run is None,
+                                                **self.kwargs)
         missing = self._missing_servable(target)
         if missing and (parse.ok or not (parse.message or "").startswith(_PARSE_PHASE)):
             self.records.append(StageRecord("tfs-parse", "fail", "HTTP 404 NOT_FOUND",

@@ -814,7 +814,76 @@ def _only_expected_tokens(body: bytes, keys: list[str], signame: str | None,
     return all(_count_upto(body, c, n) == n for c, n in expected.items())
 
 
-def _fast(body: bytes, signatures: list[Signature], feats: _Features) -> TfsParse | None:
+class ShapeOnly:
+    """A tensor known by its shape and dtype; the values are built only if asked for.
+
+    validate needs shapes and dtypes, not values, and building a float array from nested lists
+    costs about as much as parsing the JSON. np.shape/np.ndim read `shape`/`ndim`;
+    np.asarray(t) builds the real array (with the fast path's own conversion).
+    """
+
+    __slots__ = ("shape", "dtype", "_data")
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, data: Any) -> None:
+        self.shape = shape
+        self.dtype = dtype
+        self._data = data
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as in TF
+            return np.array(self._data, dtype=dtype or self.dtype)
+
+    def __repr__(self) -> str:
+        return f"ShapeOnly(shape={self.shape}, dtype={self.dtype})"
+
+
+def _rectangular_shape(value: Any, brackets: int) -> tuple[int, ...] | None:
+    """The shape of nested lists of numbers, or None unless provably rectangular.
+
+    The caller has established that every leaf is a number or a list (no strings, objects,
+    booleans or nulls in the text). Lengths are checked list by list down to the innermost
+    level; the innermost lists' elements are proved to be numbers by counting: the text holds
+    exactly as many '[' as the lists visited, so no list hides among them.
+    """
+    dims: list[int] = []
+    x = value
+    while type(x) is list:
+        if not x:
+            return None  # empty lists: the exact path decides
+        dims.append(len(x))
+        x = x[0]
+    if not dims:
+        return () if brackets == 0 else None
+    level = [value]
+    lists = 1
+    for d in dims[:-1]:
+        nxt: list = []
+        for lst in level:
+            if len(lst) != d:
+                return None
+            nxt.extend(lst)
+        for e in nxt:
+            if type(e) is not list:
+                return None
+        level = nxt
+        lists += len(nxt)
+    last = dims[-1]
+    for lst in level:
+        if len(lst) != last:
+            return None
+    return tuple(dims) if lists == brackets else None
+
+
+def _fast(body: bytes, signatures: list[Signature], feats: _Features,
+          lazy: bool = False) -> TfsParse | None:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -871,10 +940,20 @@ def _fast(body: bytes, signatures: list[Signature], feats: _Features) -> TfsPars
         return None
     if float64 and _RISKY_FLOAT64.search(body):
         return None
-    try:
-        tensors = {n: _fast_array(columns[n], d, feats) for n, d in dtypes.items()}
-    except _NotFast:
-        return None
+    tensors: dict[str, Any] | None = None
+    if lazy and feats.float_check is None and len(dtypes) == 1:
+        ((name, dtype),) = dtypes.items()
+        if dtype in ("float32", "float64"):
+            brackets = body.count(b"[") - sum(k.count("[") for k in keys) - \
+                (signame or "").count("[")
+            shape = _rectangular_shape(columns[name], brackets)
+            if shape is not None and len(shape) <= _MAX_NDIM:
+                tensors = {name: ShapeOnly(shape, np.dtype(dtype), columns[name])}
+    if tensors is None:
+        try:
+            tensors = {n: _fast_array(columns[n], d, feats) for n, d in dtypes.items()}
+        except _NotFast:
+            return None
     if any(t.ndim > _MAX_NDIM for t in tensors.values()):
         return None
     warnings: list[str] = []
@@ -892,20 +971,23 @@ def _fast(body: bytes, signatures: list[Signature], feats: _Features) -> TfsPars
 
 
 def parse_predict_request(body: str | bytes, signatures: list[Signature], *,
-                          tfs_version: str | tuple[int, int] | None = DEFAULT_TFS_VERSION
-                          ) -> TfsParse:
+                          tfs_version: str | tuple[int, int] | None = DEFAULT_TFS_VERSION,
+                          lazy: bool = False) -> TfsParse:
     """What TF Serving's :predict REST handler makes of `body` for a model with `signatures`.
 
     The order of checks is TF Serving's: JSON parse errors, "Is not object" and a non-string
     signature_name come before the signature lookup; the instances/inputs checks after it.
     (The servable lookup, a 404, sits between the two and is not modelled here: the model is
     assumed to be loaded.) Never raises for any body.
+
+    `lazy=True` lets float tensors of a proven rectangular body come back as ShapeOnly (shape
+    and dtype, values on demand): what validate needs, at half the cost.
     """
     feats = _FEATURES.get(tfs_version) if isinstance(tfs_version, tuple) else None
     if feats is None:
         feats = _Features(parse_tfs_version(tfs_version))
     raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
-    fast = _fast(raw, signatures, feats)
+    fast = _fast(raw, signatures, feats, lazy)
     if fast is not None:
         return fast
     return _exact(raw, signatures, feats)
