@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import tarfile
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests._moto import free_port
+from tests._moto import free_port, moto_server  # noqa: F401 (re-exported)
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -36,20 +34,6 @@ def set_fake_env(mp) -> None:
         mp.setenv(k, v)
     for k in CLEARED_ENV:
         mp.delenv(k, raising=False)
-
-
-@contextmanager
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def reset_moto(url: str) -> None:

@@ -14,15 +14,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_s3(monkeypatch) -> Iterator[str]:
-    """Start moto's threaded server, point boto3 at fake credentials, yield the endpoint URL."""
+def moto_server() -> Iterator[str]:
+    """moto's threaded server on 127.0.0.1 and a free port; yields its URL."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(k, raising=False)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -30,6 +28,18 @@ def moto_s3(monkeypatch) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@contextmanager
+def moto_s3(monkeypatch) -> Iterator[str]:
+    """moto's server with boto3 pointed at fake credentials; yields the endpoint URL."""
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    with moto_server() as url:
+        yield url
 
 
 def s3_client(endpoint_url: str):
