@@ -65,9 +65,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Typical session:
-      kdiag inspect model.tar.gz                 what the endpoint will expect
-      kdiag sample --signature model/ > p.json   a payload that works
-      kdiag validate p.json --signature model/   what the endpoint will answer, and why
+      kdiag inspect model.tar.gz                    what the endpoint will expect
+      kdiag validate body.json --signature model/   what it will answer, why, and the fix
+      kdiag sample --signature model/ > p.json      a payload that works
+      kdiag replay body.json --model model.tar.gz   the real model, stage by stage
+      kdiag check                                   the pre-deploy gate, for CI
+      kdiag probe my-endpoint                       a live endpoint, end to end
 
     Exit codes: 0 all clear, 1 findings at or above the failing severity, 2 usage error or
     unreadable input.
