@@ -29,17 +29,51 @@ class InspectResult:
     findings: list[Finding] = field(default_factory=list)
 
 
+_ZERO = {"bool": False}
+
+
+def _zeros_example(sig: Signature) -> str | None:
+    """One row-format instance of zeros, for the usual signature (numeric inputs with a batch
+    axis and known inner sizes), written without numpy so inspect starts fast. None: ask the
+    sample generator, which knows the unusual cases (strings, scalars, unknown sizes)."""
+    import json
+
+    values = {}
+    for name, spec in sig.inputs.items():
+        if spec.dtype not in _NUMERIC or not spec.has_batch_dim or \
+                any(d < 1 for d in spec.shape[1:]):
+            return None
+        zero = _ZERO.get(spec.dtype, 0.0 if spec.dtype.startswith("float") else 0)
+        value: object = zero
+        for d in reversed(spec.shape[1:]):
+            value = [value] * d
+        values[name] = value
+    instance = next(iter(values.values())) if len(values) == 1 else values
+    body = {"instances": [instance]}
+    if sig.name != "serving_default":
+        body = {"signature_name": sig.name, **body}
+    return json.dumps(body, separators=(",", ":"))
+
+
+# The dtypes TF Serving fills from JSON numbers (json_tensor.cc); float16 and friends are not.
+_NUMERIC = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                      "uint32", "uint64", "bool"})
+
+
 def _example(sig: Signature, endpoint: str) -> tuple[str | None, str | None, list[Finding]]:
     from kdiag.errors import KdiagError
-    from kdiag.payloads.build import boto3_snippet
-    from kdiag.payloads.sample import SampleOptions, generate
+    from kdiag.payloads.snippet import boto3_snippet
 
-    try:
-        sample = generate(sig, SampleOptions(batch=1, seed=0))
-    except KdiagError as e:
-        return None, None, [Finding("KD026", "info", "artifact",
-                                    f"No example request: {e}", "")]
-    return sample.body, boto3_snippet(endpoint, sample.body, sample.content_type), []
+    body = _zeros_example(sig)
+    if body is None:
+        from kdiag.payloads.sample import SampleOptions, generate
+
+        try:
+            body = generate(sig, SampleOptions(batch=1, seed=0)).body
+        except KdiagError as e:
+            return None, None, [Finding("KD026", "info", "artifact",
+                                        f"No example request: {e}", "")]
+    return body, boto3_snippet(endpoint, body, "application/json"), []
 
 
 def _name_mapping(art: ModelArtifact, custom_objects: Path | None) -> tuple[NameMapping | None, list[Finding]]:

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from kdiag.errors import KdiagError
+from kdiag.payloads.snippet import boto3_snippet  # noqa: F401 (part of this module's API)
 from kdiag.signature import DEFAULT_SIGNATURE, Signature, TensorSpec, format_shape
 
 # The dtypes TF Serving can fill from a JSON value (json_tensor.cc, AddValueToTensor). Any other
@@ -347,27 +348,3 @@ def csv_request(tensors: Mapping[str, Any], signature: Signature) -> str:
     # The rows are the JSON text of the array without its brackets, one line per instance.
     rows = text[1:-1].replace(",", "\n") if arr.ndim == 1 else text[2:-2].replace("],[", "\n")
     return rows + "\n"
-
-
-def boto3_snippet(endpoint_name: str, body: str, content_type: str,
-                  accept: str = "application/json") -> str:
-    """The Python a user runs to send `body` to a live endpoint and decode the answer.
-
-    Shown next to a payload so that what kdiag checked offline is exactly what gets sent:
-    same bytes, same Content-Type, same Accept.
-    """
-    return (
-        "import json\n"
-        "\n"
-        "import boto3\n"
-        "\n"
-        'runtime = boto3.client("sagemaker-runtime")\n'
-        "response = runtime.invoke_endpoint(\n"
-        f"    EndpointName={endpoint_name!r},\n"
-        f"    ContentType={content_type!r},\n"
-        f"    Accept={accept!r},\n"
-        f"    Body={body!r},\n"
-        ")\n"
-        'result = json.loads(response["Body"].read())\n'
-        "print(result)\n"
-    )
