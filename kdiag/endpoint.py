@@ -85,9 +85,10 @@ class LocalEndpoint:
             art = art_disk
         if art.savedmodel_dir is None or not art.signatures:
             self.close()
-            errors = "; ".join(f.message for f in art.findings if f.severity == "error")
-            raise KdiagError(f"{model} holds no SavedModel kdiag can run"
-                             + (f": {errors}" if errors else "."))
+            from kdiag.validation_setup import explain_errors
+
+            raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
+                             + explain_errors(art.findings))
         self.artifact = art
         self.savedmodel_dir = art.savedmodel_dir
         self.signatures: list[Signature] = art.signatures

@@ -20,6 +20,12 @@ class Target:
     findings: list[Finding] = field(default_factory=list)
 
 
+def explain_errors(findings: list[Finding]) -> str:
+    """The first error findings of an artifact, with their fixes, as one paragraph."""
+    errors = [f for f in findings if f.severity == "error"][:2]
+    return " ".join(f"{f.message} Fix: {f.fix}" if f.fix else f.message for f in errors)
+
+
 def resolve_target(arg: str, *, signature_name: str | None = None, model_name: str | None = None,
                    code_dir: Path | None = None) -> Target:
     p = Path(arg)
@@ -30,8 +36,8 @@ def resolve_target(arg: str, *, signature_name: str | None = None, model_name: s
 
         art = read_model(p)
         if not art.signatures:
-            raise KdiagError(f"{arg} has no serving signature kdiag could read "
-                             f"({'; '.join(f.message for f in art.findings if f.severity == 'error')[:300]}).")
+            raise KdiagError(f"{arg} has no serving signature kdiag could read. "
+                             + explain_errors(art.findings))
         target = Target(signatures=art.signatures)
         lay = art.layout
         if art.kind == "archive" and art.model_name:
