@@ -233,3 +233,12 @@ def test_scalar_signature_accepts_a_list_of_scalars():
                      {"x": TensorSpec("float32", (-1,))}, {"y": TensorSpec("float32", (-1,))})]
     res = run('{"instances": [1.5, 2.5]}', sig)
     assert res.accepted and res.tensors["x"]["shape"] == [2]
+
+
+def test_whole_request_serialised_twice_is_named_and_fixed():
+    # field-notes §6: "Failed to process element: 0" was a body JSON-encoded twice.
+    body = json.dumps(json.dumps({"instances": [[1, 2, 3, 4, 5]]}))
+    res = run(body)
+    assert not res.accepted and "Failed to process element: 0" in res.error
+    assert codes(res)[0] == "KD302"
+    assert fix_is_accepted(res, CUSTOM) == {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0]]}
