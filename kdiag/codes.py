@@ -76,6 +76,7 @@ CODES: dict[str, str] = {
     "KD226": "a handler raised: 500 {\"error\": ...}",
     "KD227": "output_handler did not return (body, content_type)",
     "KD230": "the model has inference.py, which kdiag runs only with --code",
+    "KD231": "a 415 caused by a misplaced code/inference.py that is never loaded",
     # TF Serving parse
     "KD301": "numbers sent as strings",
     "KD302": "an array JSON-encoded twice (a JSON string holding JSON)",

@@ -190,6 +190,14 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         return
     roots: list[Finding] = []
     message = res.error or ""
+    if res.stage == "container" and res.status == 415 and opts.misplaced_code:
+        # field-notes §1: the 415 names the content type, but the cause is the artifact.
+        roots.append(_f("KD231",
+                        f"The 415 comes from the container's default path: your handler "
+                        f"{opts.misplaced_code} is never loaded (code/ is not at the archive "
+                        "root), so content types only your handler understands are refused.",
+                        "Put code/ at the top level of model.tar.gz: tar -czf model.tar.gz 1 "
+                        "code"))
     if res.stage == "tfs-parse":
         special = _json_string_rule(res, req) or _csv_header_rule(req) or \
             _wrapper_key_rule(res, req, sig)

@@ -41,6 +41,7 @@ class ValidateOptions:
     versions: tuple[int, ...] | None = None  # the versions TF Serving has loaded, when known
     has_requirements: bool = False  # code/requirements.txt without --code (selects the path)
     has_lib: bool = False
+    misplaced_code: str | None = None  # an inference.py the container will not find (KD002)
 
 
 @dataclass

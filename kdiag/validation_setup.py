@@ -17,6 +17,7 @@ class Target:
     versions: tuple[int, ...] | None = None
     has_requirements: bool = False
     has_lib: bool = False
+    misplaced_code: str | None = None
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -42,6 +43,8 @@ def resolve_target(arg: str, *, signature_name: str | None = None, model_name: s
         lay = art.layout
         if art.kind == "archive" and art.model_name:
             target.model_name = art.model_name
+        if lay is not None and lay.misplaced_code:
+            target.misplaced_code = lay.misplaced_code[0]
         if lay is not None and lay.default_model is not None:
             target.versions = tuple(int(v) for v in lay.default_model.loadable_versions)
             # With inference.py present but not run (no --code), kdiag predicts the container

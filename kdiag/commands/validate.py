@@ -77,7 +77,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
                            signature_name=signature_name, endpoint_kind=endpoint_kind,
                            model_name=target.model_name, versions=target.versions,
-                           has_requirements=target.has_requirements, has_lib=target.has_lib)
+                           has_requirements=target.has_requirements, has_lib=target.has_lib,
+                           misplaced_code=target.misplaced_code)
     results = []
     for name, body, ct in iter_bodies(payload, each_line=each_line, content_type=content_type):
         req = Request(body=body, content_type=ct, accept=accept,

@@ -109,3 +109,14 @@ def test_validate_never_imports_tensorflow():
             "assert 'tensorflow' not in sys.modules, 'tf imported'\n")
     p = subprocess.run([sys.executable, "-c", code, SIG], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_415_from_an_archive_with_misplaced_code_names_the_artifact_as_cause(tmp_path):
+    png = tmp_path / "digit.png"
+    png.write_bytes((MODELS.parent / "data" / "digit.png").read_bytes())
+    r = run(png, "--signature", ARCHIVES / "code_in_version.tar.gz", "--content-type",
+            "application/x-image", "--format", "json")
+    doc = json.loads(r.output)
+    assert r.exit_code == 1 and doc["status"] == 415
+    assert doc["findings"][0]["code"] == "KD231"
+    assert "1/code/inference.py" in doc["findings"][0]["message"]
