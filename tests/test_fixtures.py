@@ -6,6 +6,7 @@ tests check it against TensorFlow itself and run every model on a correct input.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import importlib.util
 import json
@@ -167,11 +168,17 @@ def _spec_json(spec) -> dict:
             "shape": None if shape.rank is None else [-1 if d is None else int(d) for d in shape]}
 
 
-def _sample(spec: dict, batch: int = 2) -> np.ndarray:
-    """A correct input for a signature input: -1 dims become `batch`, strings are the PNG."""
+# tf.train.Example with age=30.0 and income=4.0, serialized (for example_parser/1).
+EXAMPLE = base64.b64decode("CiUKEgoGaW5jb21lEggSBgoEAACAQAoPCgNhZ2USCBIGCgQAAPBB")
+
+
+def _sample(spec: dict, batch: int = 2, rel: str = "") -> np.ndarray:
+    """A correct input for a signature input: -1 dims become `batch`, strings are the PNG
+    (or, for the tf.Example parser, a serialized Example)."""
     shape = [batch if d == -1 else d for d in spec["shape"]]
     if spec["dtype"] == "string":
-        return np.full(shape, (FIX / "data/digit.png").read_bytes(), dtype=object)
+        data = EXAMPLE if rel.startswith("example_parser") else (FIX / "data/digit.png").read_bytes()
+        return np.full(shape, data, dtype=object)
     if spec["dtype"].startswith("int"):
         return np.ones(shape, dtype=spec["dtype"])
     return np.full(shape, 0.5, dtype=spec["dtype"])
@@ -219,7 +226,7 @@ def test_every_signature_runs_on_a_correct_input(rel, load, tf):
     loaded = load(rel)
     for sig in EXPECTED[rel]["signatures"]:
         fn = loaded.signatures[sig["signature_name"]]
-        feeds = {k: tf.constant(_sample(v)) for k, v in sig["inputs"].items()}
+        feeds = {k: tf.constant(_sample(v, rel=rel)) for k, v in sig["inputs"].items()}
         out = fn(**feeds)
         for k, v in sig["outputs"].items():
             want = [2 if d == -1 else d for d in v["shape"]]

@@ -147,3 +147,10 @@ def test_cli_keras_without_client_input_is_a_usage_error():
     r = CliRunner().invoke(cli, ["replay", "-", "--model", str(CUSTOM), "--keras",
                                  str(MODELS / "custom/custom.keras")], input="[1]")
     assert r.exit_code == 2
+
+
+def test_tf_example_signature_runs_with_b64_examples():
+    with LocalEndpoint(MODELS / "example_parser/1") as ep:
+        res = replay_one(ep, req(json.dumps({"instances": [{"b64": "CiUKEgoGaW5jb21lEggSBgoEAACAQAoPCgNhZ2USCBIGCgQAAPBB"}]})))
+    # fixtures/README.md: score = 0.5 * age + 0.25 * income; age 30, income 4
+    assert res.accepted and res.decoded["score"].tolist() == [[16.0]]

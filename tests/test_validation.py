@@ -242,3 +242,14 @@ def test_whole_request_serialised_twice_is_named_and_fixed():
     assert not res.accepted and "Failed to process element: 0" in res.error
     assert codes(res)[0] == "KD302"
     assert fix_is_accepted(res, CUSTOM) == {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0]]}
+
+
+EXAMPLE = "CiUKEgoGaW5jb21lEggSBgoEAACAQAoPCgNhZ2USCBIGCgQAAPBB"  # tf.train.Example age=30.0, income=4.0, serialized and base64-encoded
+
+
+def test_tf_example_signature_wants_serialized_examples_not_feature_names():
+    sigs = load_signatures(str(MODELS / "example_parser/1"))
+    res = run('{"instances": [{"age": 30.0, "income": 4.0}]}', sigs)
+    assert not res.accepted and res.stage == "tfs-parse" and codes(res)[0] == "KD306"
+    assert "does not have named input: age" in res.error or "keys must be equal to" in res.error
+    assert run(json.dumps({"instances": [{"b64": EXAMPLE}]}), sigs).accepted

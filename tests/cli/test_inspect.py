@@ -153,3 +153,9 @@ def test_inspect_never_imports_tensorflow():
     p = subprocess.run([sys.executable, "-c", code, str(MODELS / "image/1")],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_tf_example_signature_is_recognised():
+    _, doc = run_json(MODELS / "example_parser/1")
+    (f,) = [f for f in doc["findings"] if f["code"] == "KD022"]
+    assert "tf.Example" in f["message"] and "b64" in f["fix"]
