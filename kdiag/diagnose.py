@@ -244,6 +244,9 @@ def _propose_fix(res: ValidationResult, req: Request, signatures: list[Signature
         rec = recover(req.body_bytes, req.content_type, sig)
         if too_large:
             _round_floats(rec)
+        if req.content_type != "application/json":
+            rec.steps.insert(0, "Content-Type application/json (was "
+                             + (repr(req.content_type) if req.content_type else "none") + ")")
         body = tfs_request(rec.tensors, sig,
                            signature_name=None if sig.name == "serving_default" else sig.name)
     except (NoFix, UnicodeDecodeError) as e:
