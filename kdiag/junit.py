@@ -12,8 +12,6 @@ is silently dropped by most CI systems.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -22,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdiag.errors import KdiagError
+from kdiag.atomic import write_atomically
 
 if TYPE_CHECKING:
     from kdiag.check import CheckResult
@@ -105,15 +103,7 @@ def write_junit(path: str | Path, suites: list[JUnitSuite]) -> None:
     """Write atomically (a temporary file renamed into place): CI never reads half a report."""
     p = Path(path)
     data = junit_xml(suites)
-    tmp = p.with_name(f".{p.name}.kdiag-tmp")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, p)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise KdiagError(f"Cannot write the JUnit report {p}: {e.strerror}.") from None
+    write_atomically(p, data, what="the JUnit report ", create_parents=True)
 
 
 def check_suite(result: CheckResult) -> JUnitSuite:

@@ -154,3 +154,9 @@ def test_tf_example_signature_runs_with_b64_examples():
         res = replay_one(ep, req(json.dumps({"instances": [{"b64": "CiUKEgoGaW5jb21lEggSBgoEAACAQAoPCgNhZ2USCBIGCgQAAPBB"}]})))
     # fixtures/README.md: score = 0.5 * age + 0.25 * income; age 30, income 4
     assert res.accepted and res.decoded["score"].tolist() == [[16.0]]
+
+
+def test_cli_replay_out_to_a_missing_folder_is_a_usage_error(tmp_path):
+    r = CliRunner().invoke(cli, ["replay", "-", "--model", str(CUSTOM), "--out",
+                                 str(tmp_path / "no" / "r.jsonl")], input="[1,1,1,1,1]")
+    assert r.exit_code == 2 and "does not exist" in r.output

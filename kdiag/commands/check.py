@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -141,17 +140,10 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
 def _write_json(path: Path, doc: dict) -> None:
     import json
 
-    from kdiag.errors import KdiagError
+    from kdiag.atomic import write_atomically
 
-    tmp = path.with_name(f".{path.name}.kdiag-tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise KdiagError(f"Cannot write {path}: {e.strerror}.") from None
+    write_atomically(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+                     create_parents=True)
 
 
 def _escape_data(s: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -159,17 +158,12 @@ def _client_input(value: str) -> object:
 
 
 def _write_results(out: Path, results) -> None:
-    """Atomic: a temporary file renamed into place, so a failure leaves no partial file."""
+    from kdiag.atomic import write_atomically
     from kdiag.outputs import result_line
 
-    tmp = out.with_name(f".{out.name}.kdiag-tmp")
-    with open(tmp, "wb") as fh:
-        for r in results:
-            if r.accepted:
-                fh.write(result_line(r.name or "", r.decoded))
-            else:
-                fh.write(result_line(r.name or "", error=f"{r.status} at {r.stage}"))
-    os.replace(tmp, out)
+    write_atomically(out, b"".join(
+        result_line(r.name or "", r.decoded) if r.accepted
+        else result_line(r.name or "", error=f"{r.status} at {r.stage}") for r in results))
 
 
 def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
+from kdiag.atomic import write_atomically
 from kdiag.commands._common import emit_json, format_option
-from kdiag.errors import KdiagError
 
 
 @click.command("sample", epilog="""\b
@@ -98,7 +96,7 @@ def command(signature_arg: str, signature_name: str | None, content_type: str, c
     sample = generate(signature, opts)
 
     if out is not None:
-        _write_atomically(out, sample.body)
+        write_atomically(out, sample.body)
     if fmt == "json":
         emit_json({"content_type": sample.content_type, "body": sample.body,
                    "notes": sample.notes})
@@ -110,30 +108,3 @@ def command(signature_arg: str, signature_name: str | None, content_type: str, c
                    f"to {out}", err=True)
     else:
         click.echo(sample.body, nl=not sample.body.endswith("\n"))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it over `path`, so a reader
-    never sees half a payload and a failed run leaves any previous file intact."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise KdiagError(f"Cannot write {path}: the folder {folder} does not exist.")
-    tmp_name = None
-    try:
-        with tempfile.NamedTemporaryFile("wb", dir=folder, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False) as tmp:
-            tmp_name = tmp.name
-            tmp.write(text.encode("utf-8"))
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        # NamedTemporaryFile creates the file 0600; give the payload the usual umask mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as e:
-        raise KdiagError(f"Cannot write {path}: {e.strerror or e}.") from None
-    finally:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
