@@ -391,6 +391,18 @@ def _parse_number_slow(b: bytes, i: int) -> tuple[int | float, int]:
     return (-ival if minus else ival), i
 
 
+def _member_name(b: bytes, i: int) -> tuple[str, int]:
+    """An object member's name and its colon (after `{` or `,`): the key and the index of the
+    value, with rapidjson's errors at the offsets it reports them."""
+    if _peek(b, i) != 0x22:
+        raise RapidJsonError(OBJECT_MISS_NAME, i)
+    key, i = _parse_string(b, i)
+    i = _WS.match(b, i).end()
+    if _peek(b, i) != 0x3A:
+        raise RapidJsonError(OBJECT_MISS_COLON, i)
+    return key, _WS.match(b, i + 1).end()
+
+
 def parse(data: bytes, *, iterative: bool) -> tuple[Any, int, int]:
     """Parse like rapidjson's GenericDocument::ParseStream over a UTF-8 MemoryStream.
 
@@ -426,13 +438,7 @@ def parse(data: bytes, *, iterative: bool) -> tuple[Any, int, int]:
                 depth = max(depth, len(stack) + 1)
                 i += 1
             else:
-                if _peek(b, i) != 0x22:
-                    raise RapidJsonError(OBJECT_MISS_NAME, i)
-                key, i = _parse_string(b, i)
-                i = _WS.match(b, i).end()
-                if _peek(b, i) != 0x3A:
-                    raise RapidJsonError(OBJECT_MISS_COLON, i)
-                i = _WS.match(b, i + 1).end()
+                key, i = _member_name(b, i)
                 stack.append([False, [], key])
                 depth = max(depth, len(stack))
                 complete = False
@@ -482,15 +488,7 @@ def parse(data: bytes, *, iterative: bool) -> tuple[Any, int, int]:
                 raise RapidJsonError(ARRAY_MISS_COMMA, i)
             frame[1].append((frame[2], value))
             if c == 0x2C:
-                i = _WS.match(b, i + 1).end()
-                if _peek(b, i) != 0x22:
-                    raise RapidJsonError(OBJECT_MISS_NAME, i)
-                key, i = _parse_string(b, i)
-                i = _WS.match(b, i).end()
-                if _peek(b, i) != 0x3A:
-                    raise RapidJsonError(OBJECT_MISS_COLON, i)
-                i = _WS.match(b, i + 1).end()
-                frame[2] = key
+                frame[2], i = _member_name(b, _WS.match(b, i + 1).end())
                 break
             if c == 0x7D:
                 i += 1
