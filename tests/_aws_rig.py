@@ -11,7 +11,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests._moto import free_port, moto_server  # noqa: F401 (re-exported)
+from tests.conftest import MODELS
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -166,3 +169,33 @@ def tar_bytes(path: Path) -> bytes:
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(path, arcname=path.name)
     return buf.getvalue()
+
+
+# ---- pytest fixtures of the probe tests (registered by tests/conftest.py's pytest_plugins) ----
+# A requesting module's NAME is the endpoint the local runtime serves.
+
+@pytest.fixture(scope="module")
+def moto_url():
+    with pytest.MonkeyPatch.context() as mp:
+        set_fake_env(mp)
+        with moto_server() as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+def runtime_url(moto_url, request):
+    from kdiag.endpoint import LocalEndpoint
+    from kdiag.server import load_model, start_server
+
+    model = MODELS / "custom" / "export" / "1"
+    with LocalEndpoint(model, framework_version="2.13") as ep:
+        load_model(ep)
+        with start_server(ep, endpoint_name=request.module.NAME, runtime_deadline=None) as srv:
+            yield srv.url
+
+
+@pytest.fixture
+def env(moto_url, monkeypatch):
+    set_fake_env(monkeypatch)
+    reset_moto(moto_url)
+    return moto_url

@@ -11,6 +11,9 @@ FIXTURES = ROOT / "fixtures"
 MODELS = FIXTURES / "models"
 ARCHIVES = FIXTURES / "archives"
 
+# The probe tests' fixtures (moto_url, runtime_url, env) live beside their helpers.
+pytest_plugins = ["tests._aws_rig"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # kdiag's runner turns oneDNN off before importing TensorFlow: with it on, a rank-3 image fed to
 # Conv2D aborts the whole process (MklConvOp CHECK). Tests that import TensorFlow themselves

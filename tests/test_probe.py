@@ -15,11 +15,8 @@ from kdiag.probe import ProbeOptions, probe
 from tests._aws_rig import (
     ThrottlingRuntime,
     deploy,
-    moto_server,
     put_logs,
-    reset_moto,
     set_endpoint_status,
-    set_fake_env,
     tar_bytes,
     upload,
 )
@@ -29,33 +26,6 @@ pytestmark = pytest.mark.tf
 
 NAME = "kdiag-ep"
 CUSTOM = MODELS / "custom" / "export" / "1"
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    with pytest.MonkeyPatch.context() as mp:
-        set_fake_env(mp)
-        with moto_server() as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def runtime_url(moto_url):
-    from kdiag.endpoint import LocalEndpoint
-    from kdiag.server import load_model, start_server
-
-    ep = LocalEndpoint(CUSTOM, framework_version="2.13")
-    load_model(ep)
-    with start_server(ep, endpoint_name=NAME, runtime_deadline=None) as srv:
-        yield srv.url
-    ep.close()
-
-
-@pytest.fixture
-def env(moto_url, monkeypatch):
-    set_fake_env(monkeypatch)
-    reset_moto(moto_url)
-    return moto_url
 
 
 def opts(moto_url: str, runtime_url: str, **kw) -> ProbeOptions:

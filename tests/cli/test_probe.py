@@ -17,10 +17,7 @@ from tests._aws_rig import (
     FAKE_TOKEN,
     ThrottlingRuntime,
     deploy,
-    moto_server,
     put_logs,
-    reset_moto,
-    set_fake_env,
 )
 from tests._moto import free_port
 from tests.conftest import MODELS, ROOT
@@ -30,32 +27,6 @@ pytestmark = pytest.mark.tf
 NAME = "kdiag-cli-ep"
 CUSTOM = str(MODELS / "custom" / "export" / "1")
 SECRETS = (FAKE_KEY_ID, FAKE_SECRET, FAKE_TOKEN)
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    with pytest.MonkeyPatch.context() as mp:
-        set_fake_env(mp)
-        with moto_server() as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def runtime_url(moto_url):
-    from kdiag.endpoint import LocalEndpoint
-    from kdiag.server import load_model, start_server
-
-    with LocalEndpoint(CUSTOM, framework_version="2.13") as ep:
-        load_model(ep)
-        with start_server(ep, endpoint_name=NAME, runtime_deadline=None) as srv:
-            yield srv.url
-
-
-@pytest.fixture
-def env(moto_url, monkeypatch):
-    set_fake_env(monkeypatch)
-    reset_moto(moto_url)
-    return moto_url
 
 
 def run(moto, runtime, *args):
