@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kdiag.endpoint import Invocation, LocalEndpoint, tensor_summary
+from kdiag.endpoint import LocalEndpoint
 from kdiag.findings import Finding
 from kdiag.path.container import Request
-from kdiag.path.runtime import runtime_outcome, validation_error
+from kdiag.path.request_path import Invocation, caller_view, tensor_summary
 from kdiag.signature import format_shape, pick_signature
 from kdiag.trace import StageRecord
 from kdiag.validation import ValidateOptions, ValidationResult
@@ -128,11 +128,7 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
             "This model has code/inference.py: the endpoint runs your handlers, and kdiag only "
             "runs them when you pass --code (it executes your code). This replay is the "
             "container without code/.", "Extract code/ and pass --code path/to/code."))
-    if inv.wire_rejected:
-        rt = validation_error(next((f.message for f in findings if f.severity == "error"),
-                                   "request rejected"))
-    else:
-        rt = runtime_outcome(inv.status, inv.body, inv.content_type, endpoint_name=endpoint_name)
+    rt = caller_view(inv, endpoint_name=endpoint_name)
     records += [rt.record] if rt.record else []
     findings += [f for f in rt.findings if f.code != "KD660" or not inv.ok]
     accepted = inv.ok and rt.ok

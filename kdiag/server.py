@@ -30,10 +30,11 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from kdiag.endpoint import Invocation, LocalEndpoint
+from kdiag.endpoint import LocalEndpoint
 from kdiag.errors import KdiagError
 from kdiag.path import tfserving
 from kdiag.path.container import Request, TfsTarget
+from kdiag.path.request_path import Invocation
 from kdiag.path.runtime import runtime_outcome, validation_error
 from kdiag.signature import DTYPE_NAMES, Signature, pick_signature
 

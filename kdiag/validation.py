@@ -11,20 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from kdiag.diagnose import diagnose
 from kdiag.findings import Finding
-from kdiag.path import tfserving
-from kdiag.path.container import (
-    Request,
-    container_request,
-    container_response,
-    generation_for,
-    run_python_path,
-)
-from kdiag.path.runtime import runtime_outcome, validation_error
-from kdiag.path.tfs_emulator import TfServingEmulator, dtype_name
+from kdiag.path.container import Request, generation_for
+from kdiag.path.request_path import RequestPath, caller_view, tensor_summary
+from kdiag.path.runtime import validation_error
+from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.wire import check_wire
 from kdiag.signature import Signature, format_shape, pick_signature
 from kdiag.trace import StageRecord, excerpt
@@ -73,13 +65,6 @@ class ValidationResult:
         return doc
 
 
-def _tensors(parse: tfserving.TfsParse | None) -> dict[str, dict]:
-    if parse is None or not parse.ok:
-        return {}
-    return {k: {"dtype": dtype_name(v), "shape": [int(d) for d in np.shape(v)]}
-            for k, v in parse.tensors.items()}
-
-
 def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | None = None,
              *, name: str | None = None, propose_fix: bool = True) -> ValidationResult:
     """Walk one request through the stages. Never raises on a bad payload."""
@@ -93,83 +78,44 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
 
 def _walk(req: Request, signatures: list[Signature], opts: ValidateOptions) -> ValidationResult:
     gen = generation_for(opts.framework_version)
-    wire = check_wire(req, endpoint_kind=opts.endpoint_kind)
-    records = [wire.record]
-    findings = list(wire.findings)
-    if not wire.accepted:
-        first = next((f.message for f in wire.findings if f.severity == "error"), "rejected")
-        rt = validation_error(first)
-        records += [rt.record] if rt.record else []
-        return ValidationResult(False, 400, "wire", rt.message, findings=findings,
-                                records=records)
-
-    tfs = TfServingEmulator(signatures, model_name=opts.model_name, versions=opts.versions,
-                            tfs_version=None if opts.via == "tfs" else gen.tfs_version)
     if opts.via == "tfs":
-        ans = tfs.answer(req.body_bytes, None)
-        ok = ans.status == 200
-        return ValidationResult(
-            ok, ans.status, ans.stage, None if ok else ans.body,
-            tfs_request=req.body_bytes.decode("utf-8", "replace"),
-            tfs_target={"model": opts.model_name, "version": None, "method": "predict"},
-            tensors=_tensors(ans.parse), findings=findings + ans.findings,
-            records=records + tfs.records, content_type="application/json",
-            response_body=ans.body)
-
-    cres = container_request(req, gen, model_name=opts.model_name, code_dir=opts.code_dir,
-                             has_requirements=opts.has_requirements, has_lib=opts.has_lib)
-    if cres.path == "python":
-        cres = run_python_path(req, gen, code_dir=opts.code_dir, model_name=opts.model_name,
-                               send_to_tfs=tfs)
-    records += [cres.record] if cres.record else []
-    findings += cres.findings
-    target = cres.target
-    tfs_target = None if target is None else {"model": target.model, "version": target.version,
-                                              "method": target.method}
-    if cres.path == "python":
-        records += tfs.records
-        last = tfs.last
-        status = cres.status if cres.status is not None else 502
-        forwarded = cres.tfs_requests[0][0].decode("utf-8", "replace") if cres.tfs_requests else None
-        tfs_ok = last is None or last.status == 200
-        accepted = status < 300 and tfs_ok
-        stage = None if accepted else (last.stage if last is not None and not tfs_ok else "container")
-        findings += last.findings if last is not None else []
-        return _finish(accepted, status, stage, cres.body, cres.content_type, forwarded,
-                       tfs_target, _tensors(last.parse if last else None), findings, records)
-    if cres.forwarded is None:  # the container answered by itself (415, 500, bad attribute)
-        return _finish(False, cres.status or 500, "container", cres.body, cres.content_type,
-                       None, tfs_target, {}, findings, records)
-    # A pass-through body reaches TF Serving as the client's own bytes; handing those over
-    # (not the decoded text) spares a 2x copy of every large body.
-    utf8 = not any(f.code == "KD109" for f in wire.findings)
-    ans = tfs.answer(req.body_bytes if cres.mode == "tfs-json" and utf8 else cres.forwarded,
-                     target)
-    records += tfs.records
-    findings += ans.findings
-    resp = container_response(ans.status, ans.body, req, gen, cres.path)
-    records += [resp.record] if resp.record else []
-    findings += resp.findings
-    status = resp.status if resp.status is not None else 502
-    accepted = ans.status == 200 and status < 300
-    return _finish(accepted, status, None if accepted else ans.stage, resp.body,
-                   resp.content_type, cres.forwarded, tfs_target, _tensors(ans.parse), findings,
-                   records)
-
-
-def _finish(accepted: bool, status: int, stage: str | None, body: str | None,
-            content_type: str | None, forwarded: str | None, tfs_target: dict | None,
-            tensors: dict, findings: list[Finding], records: list[StageRecord]
-            ) -> ValidationResult:
+        return _straight_to_tfs(req, signatures, opts)
+    path = RequestPath(signatures, gen, model_name=opts.model_name, versions=opts.versions,
+                       code_dir=opts.code_dir, has_requirements=opts.has_requirements,
+                       has_lib=opts.has_lib, endpoint_kind=opts.endpoint_kind)
+    inv = path.invoke(req)
     # A fixed request id: validate predicts, it sends nothing, and its output stays the same.
-    rt = runtime_outcome(status, body, content_type, request_id="kdiag-validate")
-    records += [rt.record] if rt.record else []
-    if not accepted:
-        findings += [f for f in rt.findings if f.code == "KD660"]
-    return ValidationResult(accepted, status, stage, None if accepted else body,
-                            tfs_request=forwarded, tfs_target=tfs_target, tensors=tensors,
-                            findings=findings, records=records, content_type=content_type,
-                            response_body=body)
+    rt = caller_view(inv, request_id="kdiag-validate")
+    accepted = inv.ok and rt.ok
+    body = inv.body.decode("utf-8", "replace")
+    return ValidationResult(
+        accepted, inv.status, inv.stage,
+        None if accepted else (rt.message if inv.wire_rejected else body),
+        tfs_request=inv.tfs_request, tfs_target=inv.tfs_target,
+        tensors=tensor_summary(inv.tensors),
+        findings=inv.findings + [f for f in rt.findings if f.code == "KD660"],
+        records=inv.records + ([rt.record] if rt.record else []),
+        content_type=inv.content_type, response_body=None if inv.wire_rejected else body)
+
+
+def _straight_to_tfs(req: Request, signatures: list[Signature],
+                     opts: ValidateOptions) -> ValidationResult:
+    """--via tfs: the body as sent to TF Serving's REST API, no container in front."""
+    wire = check_wire(req, endpoint_kind=opts.endpoint_kind)
+    if not wire.accepted:
+        rt = validation_error(next(f.message for f in wire.findings if f.severity == "error"))
+        return ValidationResult(False, 400, "wire", rt.message, findings=wire.findings,
+                                records=[wire.record] + ([rt.record] if rt.record else []))
+    tfs = TfServingEmulator(signatures, model_name=opts.model_name, versions=opts.versions)
+    ans = tfs.answer(req.body_bytes, None)
+    ok = ans.status == 200
+    return ValidationResult(
+        ok, ans.status, ans.stage, None if ok else ans.body,
+        tfs_request=req.body_bytes.decode("utf-8", "replace"),
+        tfs_target={"model": opts.model_name, "version": None, "method": "predict"},
+        tensors=tensor_summary(ans.parse.tensors) if ans.parse and ans.parse.ok else {},
+        findings=wire.findings + ans.findings, records=[wire.record] + tfs.records,
+        content_type="application/json", response_body=ans.body)
 
 
 def one_line(res: ValidationResult) -> str:
