@@ -106,7 +106,8 @@ def _straight_to_tfs(req: Request, signatures: list[Signature],
         rt = validation_error(next(f.message for f in wire.findings if f.severity == "error"))
         return ValidationResult(False, 400, "wire", rt.message, findings=wire.findings,
                                 records=[wire.record] + ([rt.record] if rt.record else []))
-    tfs = TfServingEmulator(signatures, model_name=opts.model_name, versions=opts.versions)
+    tfs = TfServingEmulator(signatures, model_name=opts.model_name, versions=opts.versions,
+                            tfs_version=generation_for(opts.framework_version).tfs_version)
     ans = tfs.answer(req.body_bytes, None)
     ok = ans.status == 200
     return ValidationResult(

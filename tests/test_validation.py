@@ -253,3 +253,11 @@ def test_tf_example_signature_wants_serialized_examples_not_feature_names():
     assert not res.accepted and res.stage == "tfs-parse" and codes(res)[0] == "KD306"
     assert "does not have named input: age" in res.error or "keys must be equal to" in res.error
     assert run(json.dumps({"instances": [{"b64": EXAMPLE}]}), sigs).accepted
+
+
+def test_via_tfs_follows_the_framework_versions_tf_serving_release():
+    # json_tensor.cc before 2.5: integers above 2^24-1 do not fit a float input losslessly.
+    body = '{"instances": [[16777217, 1, 2, 3, 4]]}'
+    old = run(body, via="tfs", framework_version="2.4")
+    assert not old.accepted and "without loss of precision" in old.error
+    assert run(body, via="tfs", framework_version="2.13").accepted
