@@ -8,7 +8,7 @@ from pathlib import Path
 from kdiag.artifacts import ModelArtifact, read_model
 from kdiag.artifacts.custom_objects import scan_module
 from kdiag.findings import Finding
-from kdiag.signature import Signature
+from kdiag.signature import JSON_DTYPES, Signature
 
 
 @dataclass
@@ -55,9 +55,7 @@ def _zeros_example(sig: Signature) -> str | None:
     return json.dumps(body, separators=(",", ":"))
 
 
-# The dtypes TF Serving fills from JSON numbers (json_tensor.cc); float16 and friends are not.
-_NUMERIC = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
-                      "uint32", "uint64", "bool"})
+_NUMERIC = JSON_DTYPES - {"string"}
 
 
 def _example(sig: Signature, endpoint: str) -> tuple[str | None, str | None, list[Finding]]:

@@ -26,6 +26,10 @@ DTYPE_NAMES: dict[int, str] = {
     29: "int4", 30: "uint4",
 }
 KNOWN_DTYPES = frozenset(DTYPE_NAMES.values())
+# The dtypes TF Serving fills from a JSON value (json_tensor.cc, AddValueToTensor); any other
+# (float16, bfloat16, uint16, complex) fails with "Conversion of JSON Value: ... to type: ...".
+JSON_DTYPES = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                         "uint32", "uint64", "bool", "string"})
 _DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "str": "string",
                   "bytes": "string", "object": "string"}
 

@@ -35,7 +35,7 @@ from kdiag.path.tfs_rapidjson import (
     parse,
     write_string,
 )
-from kdiag.signature import DEFAULT_SIGNATURE, Signature
+from kdiag.signature import DEFAULT_SIGNATURE, JSON_DTYPES, Signature
 
 # ---------------------------------------------------------------------------------------------
 # Versions
@@ -254,7 +254,7 @@ _NP_TYPES: dict[str, Any] = {
 }
 # AddValueToTensor handles these; any other dtype is UNIMPLEMENTED (json_tensor.cc).
 _INT32_VAL = frozenset({"int32", "int16", "int8", "uint8"})
-_CONVERTIBLE = _INT32_VAL | {"float32", "float64", "string", "int64", "bool", "uint32", "uint64"}
+_CONVERTIBLE = JSON_DTYPES
 _FAST_TYPES = _CONVERTIBLE - {"string"}
 _FLT_MAX = float(np.finfo(np.float32).max)
 _IS_FLOAT_BOUND = 3.4028234e38  # rapidjson Value::IsFloat's literal bound, below FLT_MAX

@@ -27,10 +27,6 @@ from kdiag.errors import KdiagError
 from kdiag.payloads.snippet import boto3_snippet  # noqa: F401 (part of this module's API)
 from kdiag.signature import DEFAULT_SIGNATURE, Signature, TensorSpec, format_shape
 
-# The dtypes TF Serving can fill from a JSON value (json_tensor.cc, AddValueToTensor). Any other
-# dtype fails with "Conversion of JSON Value: ... to type: ..." (Unimplemented, HTTP 501).
-JSON_DTYPES = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
-                         "uint32", "uint64", "bool", "string"})
 FLOAT_JSON_DTYPES = frozenset({"float32", "float64"})
 INT_JSON_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint32", "uint64"})
 NUMERIC_JSON_DTYPES = FLOAT_JSON_DTYPES | INT_JSON_DTYPES

@@ -22,7 +22,6 @@ from kdiag.payloads.build import (
     CONTAINER_CONTENT_TYPES,
     FLOAT_JSON_DTYPES,
     INT_JSON_DTYPES,
-    JSON_DTYPES,
     NUMERIC_JSON_DTYPES,
     csv_allowed,
     csv_request,
@@ -30,7 +29,7 @@ from kdiag.payloads.build import (
     numpy_dtype,
     tfs_request,
 )
-from kdiag.signature import Signature, TensorSpec, format_shape
+from kdiag.signature import JSON_DTYPES, Signature, TensorSpec, format_shape
 
 JSON = "application/json"
 JSONLINES = ("application/jsonlines", "application/jsons")
