@@ -15,6 +15,7 @@ import numpy as np
 from kdiag.artifacts import read_model
 from kdiag.artifacts.archive import extract_archive
 from kdiag.errors import KdiagError
+from kdiag.findings import explain_errors
 from kdiag.path.container import generation_for
 from kdiag.path.request_path import RequestPath
 
@@ -37,8 +38,6 @@ class LocalEndpoint(RequestPath):
             art = art_disk
         if art.savedmodel_dir is None or not art.signatures:
             self.close()
-            from kdiag.validation_setup import explain_errors
-
             raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
                              + explain_errors(art.findings))
         self.artifact = art

@@ -36,3 +36,9 @@ def fails(findings: list[Finding], fail_on: str = "error") -> bool:
     """True when any finding is at or above `fail_on`: the CLI then exits 1."""
     threshold = SEVERITY_RANK[fail_on]
     return any(SEVERITY_RANK[f.severity] >= threshold for f in findings)
+
+
+def explain_errors(findings: list[Finding]) -> str:
+    """The first error findings of an artifact, with their fixes, as one paragraph."""
+    errors = [f for f in findings if f.severity == "error"][:2]
+    return " ".join(f"{f.message} Fix: {f.fix}" if f.fix else f.message for f in errors)

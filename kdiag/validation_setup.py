@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdiag.errors import KdiagError
-from kdiag.findings import Finding
+from kdiag.findings import Finding, explain_errors
 from kdiag.signature import Signature, load_signatures, pick_signature
 
 
@@ -19,12 +19,6 @@ class Target:
     has_lib: bool = False
     misplaced_code: str | None = None
     findings: list[Finding] = field(default_factory=list)
-
-
-def explain_errors(findings: list[Finding]) -> str:
-    """The first error findings of an artifact, with their fixes, as one paragraph."""
-    errors = [f for f in findings if f.severity == "error"][:2]
-    return " ".join(f"{f.message} Fix: {f.fix}" if f.fix else f.message for f in errors)
 
 
 def resolve_target(arg: str, *, signature_name: str | None = None, model_name: str | None = None,
