@@ -7,7 +7,6 @@ numpy). Many payloads are replayed in a few stacked model calls (kdiag.batching)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,21 +61,15 @@ class ReplayResult(ValidationResult):
 
 
 def decode_response(body: bytes, signature_outputs: list[str]) -> dict[str, np.ndarray]:
-    """What a JSON deserializer gives the caller, as numpy (json.loads then np.asarray)."""
-    doc = json.loads(body)
-    if isinstance(doc, dict) and "predictions" in doc:
-        preds = doc["predictions"]
-        if isinstance(preds, list) and preds and all(isinstance(p, dict) for p in preds):
-            return {k: np.asarray([p[k] for p in preds]) for k in preds[0]}
-        name = signature_outputs[0] if len(signature_outputs) == 1 else "predictions"
-        return {name: np.asarray(preds)}
-    if isinstance(doc, dict) and "outputs" in doc:
-        outs = doc["outputs"]
-        if isinstance(outs, dict):
-            return {k: np.asarray(v) for k, v in outs.items()}
-        name = signature_outputs[0] if len(signature_outputs) == 1 else "outputs"
-        return {name: np.asarray(outs)}
-    return {"body": np.asarray(doc, dtype=object)}
+    """What the client decodes from TF Serving's answer, as numpy, read the way kdiag diff and
+    capture replay read responses ({"b64": ...} outputs as bytes); a single unnamed output takes
+    the signature's output name. Raises ValueError for a body that is not a response."""
+    from kdiag.outputs import loads, response_tensors
+
+    tensors, unnamed = response_tensors(loads(body))
+    if unnamed and len(tensors) == 1 and len(signature_outputs) == 1:
+        return {signature_outputs[0]: next(iter(tensors.values()))}
+    return tensors
 
 
 def _client_decode(inv: Invocation, out_names: list[str]) -> tuple[StageRecord, dict, list[Finding]]:
