@@ -454,7 +454,7 @@ def run_check(opts: CheckOptions) -> CheckResult:
         from kdiag.validation_setup import resolve_target
 
         target = resolve_target(opts.model, signature_name=opts.signature_name,
-                                code_dir=opts.code_dir)
+                                code_dir=opts.code_dir, artifact=insp.artifact)
     lint = insp.findings + (target.findings if target else [])
     _artifact_cases(cases, lint, opts, t0)
 

@@ -28,37 +28,28 @@ class LocalEndpoint(RequestPath):
 
     def __init__(self, model: str | Path, *, framework_version: str | None = None,
                  code_dir: Path | None = None, model_name: str | None = None) -> None:
+        from kdiag.validation_setup import target_from_artifact
+
         path = Path(model)
         self._tmp: Path | None = None
-        art = read_model(path)
-        if art.kind == "archive":
+        uploaded = read_model(path)  # as the container's model discovery sees it
+        on_disk = uploaded
+        if uploaded.kind == "archive":
             self._tmp = extract_archive(path)
-            art_disk = read_model(self._tmp)
-            art_disk.model_name = art.model_name
-            art = art_disk
-        if art.savedmodel_dir is None or not art.signatures:
+            on_disk = read_model(self._tmp)
+        if on_disk.savedmodel_dir is None or not on_disk.signatures:
             self.close()
             raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
-                             + explain_errors(art.findings))
-        self.artifact = art
-        self.savedmodel_dir = art.savedmodel_dir
-        lay = art.layout
-        # inference.py present but not run (no code_dir): serve as if code/ were absent.
-        uses_code = bool(lay) and (not lay.inference_py or code_dir is not None)
-        self.unrun_code = bool(lay and lay.inference_py and code_dir is None)
+                             + explain_errors(uploaded.findings))
+        target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
+        self.savedmodel_dir = on_disk.savedmodel_dir
+        self.target_findings = target.findings  # e.g. KD230: inference.py present, not run
         self._runner = None
         self._lock = threading.Lock()
-        super().__init__(
-            art.signatures, generation_for(framework_version),
-            model_name=model_name or (art.model_name if art.kind == "archive" else None)
-            or "model",
-            versions=tuple(int(v) for v in lay.default_model.loadable_versions)
-            if lay is not None and lay.default_model is not None else
-            ((int(art.version),) if art.version and art.version.isdigit() else None),
-            code_dir=code_dir,
-            has_requirements=uses_code and "code/requirements.txt" in lay.python_path_files,
-            has_lib=uses_code and "code/lib" in lay.python_path_files,
-            run=self._run_model)
+        super().__init__(target.signatures, generation_for(framework_version),
+                         model_name=target.model_name, versions=target.versions,
+                         code_dir=code_dir, has_requirements=target.has_requirements,
+                         has_lib=target.has_lib, run=self._run_model)
 
     # -- the model -------------------------------------------------------------------------
     @property

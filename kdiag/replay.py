@@ -114,13 +114,7 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     from kdiag.diagnose import diagnose
 
     records = list(inv.records)
-    findings = list(inv.findings)
-    if getattr(endpoint, "unrun_code", False):
-        findings.insert(0, Finding(
-            "KD230", "warning", "container",
-            "This model has code/inference.py: the endpoint runs your handlers, and kdiag only "
-            "runs them when you pass --code (it executes your code). This replay is the "
-            "container without code/.", "Extract code/ and pass --code path/to/code."))
+    findings = [*endpoint.target_findings, *inv.findings]
     rt = caller_view(inv, endpoint_name=endpoint_name)
     records += [rt.record] if rt.record else []
     findings += [f for f in rt.findings if f.code != "KD660" or not inv.ok]

@@ -160,3 +160,11 @@ def test_cli_replay_out_to_a_missing_folder_is_a_usage_error(tmp_path):
     r = CliRunner().invoke(cli, ["replay", "-", "--model", str(CUSTOM), "--out",
                                  str(tmp_path / "no" / "r.jsonl")], input="[1,1,1,1,1]")
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_archive_model_is_served_under_the_name_the_container_gives_it():
+    # two_models.tar.gz holds a/1 and b/1: the container's first model is 'a' (KD004).
+    with LocalEndpoint(ARCHIVES / "two_models.tar.gz") as ep:
+        assert ep.model_name == "a"
+        res = replay_one(ep, req("[[1, 1, 1]]"))
+    assert res.accepted and res.tfs_target["model"] == "a"

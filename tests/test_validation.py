@@ -261,3 +261,14 @@ def test_via_tfs_follows_the_framework_versions_tf_serving_release():
     old = run(body, via="tfs", framework_version="2.4")
     assert not old.accepted and "without loss of precision" in old.error
     assert run(body, via="tfs", framework_version="2.13").accepted
+
+
+def test_a_savedmodel_folder_serves_only_its_own_version(tmp_path):
+    from kdiag.validation_setup import resolve_target
+
+    target = resolve_target(str(MODELS / "custom/export/1"))
+    assert target.versions == (1,)
+    opts = ValidateOptions(model_name=target.model_name, versions=target.versions)
+    req = Request(b"[[1,2,3,4,5]]", "application/json", None, "tfs-model-version=2")
+    res = validate(req, target.signatures, opts)
+    assert res.status == 404 and "Specific(model, 2)" in res.error
