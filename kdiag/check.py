@@ -34,24 +34,7 @@ from kdiag.signature import Signature, format_shape, normalise_dtype
 
 STAGE = "check"
 
-# Check-level findings (stage "check"); the README's table is a copy of this one.
-FINDING_CODES: dict[str, str] = {
-    "KD850": "error: a content type the team declares cannot carry the model's signature "
-             "(e.g. text/csv for two inputs), so every such request will fail",
-    "KD851": "error: a payload is rejected on the request path (status and stage given)",
-    "KD852": "info: no payload was generated for a declared content type that only the "
-             "model's code/inference.py understands; add an example with --payload",
-    "KD853": "error: the payload is accepted on the request path but the model run fails "
-             "or the endpoint answers an error",
-    "KD854": "error: an expected output is missing from the signature or the response",
-    "KD855": "error: an expected output has another dtype",
-    "KD856": "error: an expected output has another shape",
-    "KD857": "error: the model could not be loaded for the replay",
-    "KD858": "info: a check was skipped (no TensorFlow, --no-replay, no serving signature)",
-    "KD859": "error: golden outputs could not be compared (no replayed outputs to compare)",
-    "KD860": "error: the staging endpoint (--endpoint) could not be probed (not found, no "
-             "credentials, control plane unreachable)",
-}
+# Check-level findings (stage "check") KD850-KD860 are registered in kdiag/codes.py.
 
 _CT_SUFFIX = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?$")
 _CT_ALIASES = {"json": "application/json", "jsonlines": "application/jsonlines",

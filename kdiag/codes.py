@@ -121,21 +121,25 @@ CODES: dict[str, str] = {
     "KD670": "the response body is not JSON: a JSON deserializer raises",
     "KD671": "the client decodes float64 where the model returns float32",
     # comparison, notebook versus endpoint
-    "KD701": "values differ beyond tolerance",
-    "KD702": "output shapes differ",
-    "KD703": "output dtypes differ",
+    "KD701": "an output's values differ beyond tolerance in some records (counts, first ids, the "
+             "tolerance that would pass)",
+    "KD702": "an output's shape differs between A and B (often a batch axis kept on one side)",
+    "KD703": "an output's dtype differs (compared after casting); error when one side is strings "
+             "and the other numbers (not compared)",
     "KD704": "NaN on one side only",
-    "KD705": "infinity on one side only, or of opposite sign",
-    "KD706": "record counts differ",
-    "KD707": "record ids present on one side only",
-    "KD708": "duplicate record ids",
+    "KD705": "an infinity on one side only, or of opposite sign",
+    "KD706": "the sets hold different numbers of records (paired by order)",
+    "KD707": "record ids present on one side only (paired by id)",
+    "KD708": "duplicate record ids on one side (the first is used)",
     "KD709": "an output present in one set only",
-    "KD710": "records that carry an error instead of outputs",
-    "KD711": "single outputs paired although their names differ",
-    "KD712": "a tolerance override names an unknown output",
-    "KD713": "nothing compared",
-    "KD714": "only one side has ids: paired by order",
-    "KD715": "unreadable lines skipped",
+    "KD710": "records that carry an error instead of outputs (failed invocation, undecodable "
+             "capture)",
+    "KD711": "the single outputs of A and B were paired although their names differ",
+    "KD712": "a tolerance override names an output that neither set has",
+    "KD713": "nothing was compared (no aligned records or no output in common)",
+    "KD714": "only one set has record ids, so records were paired by order",
+    "KD715": "input lines or records that could not be read were skipped (truncated or corrupt "
+             "JSON lines, unknown capture encodings)",
     "KD720": "the notebook's predict() fails on the client input",
     "KD721": "the notebook accepts the input, the endpoint rejects the payload",
     "KD722": "the endpoint answers, but not what the notebook predicts",
@@ -168,17 +172,21 @@ CODES: dict[str, str] = {
     "KD840": "relevant log lines found in CloudWatch",
     "KD841": "logs unreadable, or no error lines found",
     # pre-deploy check (kdiag check)
-    "KD850": "a declared content type cannot carry the signature",
-    "KD851": "a payload is rejected on the request path",
-    "KD852": "no body can be generated for a content type only inference.py understands",
-    "KD853": "the payload passes the request path but fails in the model run",
-    "KD854": "an expected output is missing",
+    "KD850": "a content type the team declares cannot carry the model's signature (e.g. text/csv "
+             "for two inputs), so every such request will fail",
+    "KD851": "a payload is rejected on the request path (status and stage given)",
+    "KD852": "no payload was generated for a declared content type that only the model's "
+             "code/inference.py understands; add an example with --payload",
+    "KD853": "the payload is accepted on the request path but the model run fails or the "
+             "endpoint answers an error",
+    "KD854": "an expected output is missing from the signature or the response",
     "KD855": "an expected output has another dtype",
     "KD856": "an expected output has another shape",
     "KD857": "the model could not be loaded for the replay",
-    "KD858": "a check was skipped",
-    "KD859": "golden outputs could not be compared",
-    "KD860": "the staging endpoint could not be probed",
+    "KD858": "a check was skipped (no TensorFlow, --no-replay, no serving signature)",
+    "KD859": "golden outputs could not be compared (no replayed outputs to compare)",
+    "KD860": "the staging endpoint (--endpoint) could not be probed (not found, no credentials, "
+             "control plane unreachable)",
     # kdiag itself
     "KD900": "no corrected payload could be written (says why)",
 }

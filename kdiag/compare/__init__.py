@@ -19,7 +19,7 @@ The per-record result shown as "worst records" and the histogram is the record's
 abs error (its max for elemwise). "required" tolerances are the smallest atol that would pass
 every record with rtol unchanged, and the smallest rtol with atol unchanged.
 
-Finding codes (stage "compare"), stable; the README's table is a copy of FINDING_CODES.
+Finding codes (stage "compare") KD701-KD715 are registered with their meanings in kdiag/codes.py.
 """
 
 from kdiag.compare.core import Comparator, compare_outputs, compare_sets
@@ -37,30 +37,8 @@ from kdiag.compare.types import (
     WorstRecord,
 )
 
-FINDING_CODES: dict[str, str] = {
-    "KD701": "error: an output's values differ beyond tolerance in some records (counts, first ids, "
-             "the tolerance that would pass)",
-    "KD702": "error: an output's shape differs between A and B (often a batch axis kept on one side)",
-    "KD703": "warning: an output's dtype differs (compared after casting); error when one side is "
-             "strings and the other numbers (not compared)",
-    "KD704": "error: NaN on one side only",
-    "KD705": "error: an infinity on one side only, or of opposite sign",
-    "KD706": "error: the sets hold different numbers of records (paired by order)",
-    "KD707": "error: record ids present on one side only (paired by id)",
-    "KD708": "warning: duplicate record ids on one side (the first is used)",
-    "KD709": "error: an output present in one set only",
-    "KD710": "error: records that carry an error instead of outputs (failed invocation, "
-             "undecodable capture)",
-    "KD711": "info: the single outputs of A and B were paired although their names differ",
-    "KD712": "warning: a tolerance override names an output that neither set has",
-    "KD713": "error: nothing was compared (no aligned records or no output in common)",
-    "KD714": "info: only one set has record ids, so records were paired by order",
-    "KD715": "warning: input lines or records that could not be read were skipped (truncated or "
-             "corrupt JSON lines, unknown capture encodings)",
-}
-
 __all__ = [
-    "FINDING_CODES", "MISMATCH_KINDS", "PASS_RULE", "STATS", "CompareConfig", "Comparator",
+    "MISMATCH_KINDS", "PASS_RULE", "STATS", "CompareConfig", "Comparator",
     "ComparisonResult", "Histogram", "Mismatch", "OutputComparison", "OutputSet", "SideInfo",
     "WorstRecord", "compare_outputs", "compare_sets",
 ]
