@@ -23,7 +23,7 @@ TYPES = ["--content-type", "application/json", "--content-type", "text/csv",
 
 def _import_seconds() -> float:
     """`import tensorflow` timed inside a fresh process, with oneDNN off as kdiag imports it
-    (kdiag/runner.py); process start-up and shutdown are left out, as they are paid anyway."""
+    (kdiag/model/runner.py); process start-up and shutdown are left out, as they are paid anyway."""
     code = ("import os, time; os.environ['TF_ENABLE_ONEDNN_OPTS'] = '0'; "
             "t = time.perf_counter(); import tensorflow; print(time.perf_counter() - t)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -5,7 +5,7 @@ Data: 1,000,000 records x 10 float32 outputs of mixed per-record shapes (a scala
 injected mismatches (values beyond tolerance, NaN on one side, an infinity on one side).
 
 Compared, all measured in this run (nothing hard-coded):
-- kdiag.compare.compare_outputs on the whole set (best of --runs);
+- kdiag.comparison.compare_outputs on the whole set (best of --runs);
 - a per-record loop of numpy.testing.assert_allclose, timed on the first --sample records and
   extrapolated to the whole set (it also checks that both find the same failing records there);
 - DeepDiff (math_epsilon) on --deepdiff-sample records, extrapolated, when deepdiff is installed;
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from kdiag.compare import CompareConfig, compare_outputs
+from kdiag.comparison import CompareConfig, compare_outputs
 
 SHAPES = [(), (1,), (2,), (4,), (4,), (8,), (10,), (16,), (2, 4), (3,)]
 ATOL = RTOL = 1e-5

@@ -1,7 +1,7 @@
 """Batch replay versus one model call per payload, same SavedModel, same process, same run.
 
 10,000 small payloads (1-3 rows of 5 floats for custom/export/1, or features+ids for
-two_inputs/1) go through kdiag.batching.run_batched, and a sample of them one call each; the
+two_inputs/1) go through kdiag.replays.batching.run_batched, and a sample of them one call each; the
 per-payload rate of the sample is the loop's throughput (extrapolated, not run 10,000 times
 unless --sample is raised to --payloads). Prints measured numbers only (target ratio >= 10x).
 """
@@ -18,8 +18,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kdiag.batching import run_batched  # noqa: E402
-from kdiag.runner import load_runner  # noqa: E402
+from kdiag.model.runner import load_runner  # noqa: E402
+from kdiag.replays.batching import run_batched  # noqa: E402
 
 MODELS = {
     "custom/export/1": lambda rng, n: {"args_0": rng.random((n, 5), dtype=np.float32)},

@@ -15,9 +15,9 @@ import time
 import numpy as np
 import orjson
 
+from kdiag.diagnosis.validation import ValidateOptions, validate
+from kdiag.model.signature import Signature, TensorSpec
 from kdiag.path.container import Request
-from kdiag.signature import Signature, TensorSpec
-from kdiag.validation import ValidateOptions, validate
 
 
 def main() -> int:

@@ -6,14 +6,14 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from kdiag.findings import Finding
-from kdiag.signature import Signature, TensorSpec, format_shape
+from kdiag.diagnosis.findings import Finding
+from kdiag.model.signature import Signature, TensorSpec, format_shape
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from kdiag.inspection import InspectResult
-    from kdiag.trace import StageRecord
+    from kdiag.model.inspection import InspectResult
+    from kdiag.path.trace import StageRecord
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 EXAMPLE_LIMIT = 400  # characters of an example body shown in text output
@@ -230,7 +230,7 @@ def render_validation(res, con: Console) -> None:
 def render_validation_batch(results: list, con: Console) -> None:
     from rich.table import Table
 
-    from kdiag.validation import one_line
+    from kdiag.diagnosis.validation import one_line
 
     t = Table(title="Payloads", title_justify="left")
     t.add_column("payload", no_wrap=True)

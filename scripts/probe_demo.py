@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kdiag.endpoint import LocalEndpoint  # noqa: E402
-from kdiag.server import start_server  # noqa: E402
+from kdiag.path.local_endpoint import LocalEndpoint  # noqa: E402
+from kdiag.serve.server import start_server  # noqa: E402
 from tests._aws_rig import deploy, moto_server, put_logs  # noqa: E402
 
 NAME = "churn-model"

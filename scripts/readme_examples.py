@@ -42,7 +42,7 @@ def run_example(cmd: str) -> str:
 
 def codes_table() -> str:
     sys.path.insert(0, str(ROOT))
-    from kdiag.codes import CODES
+    from kdiag.diagnosis.codes import CODES
 
     rows = ["| code | meaning |", "|---|---|"]
     rows += [f"| {code} | {meaning.replace('|', '/')} |" for code, meaning in CODES.items()]

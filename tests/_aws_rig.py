@@ -184,8 +184,8 @@ def moto_url():
 
 @pytest.fixture(scope="module")
 def runtime_url(moto_url, request):
-    from kdiag.endpoint import LocalEndpoint
-    from kdiag.server import load_model, start_server
+    from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.serve.server import load_model, start_server
 
     model = MODELS / "custom" / "export" / "1"
     with LocalEndpoint(model, framework_version="2.13") as ep:

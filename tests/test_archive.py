@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from kdiag.artifacts.archive import extract_archive, scan_archive
 from kdiag.errors import KdiagError
+from kdiag.model.archive import extract_archive, scan_archive
 from tests.conftest import ARCHIVES
 
 

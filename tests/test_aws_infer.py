@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kdiag.aws.infer_signature import Answer, infer_signature
-from kdiag.aws.invoke import Budget, RateLimiter, invoke
-from kdiag.aws.session import AwsClients, AwsOptions
+from kdiag.live.infer_signature import Answer, infer_signature
+from kdiag.live.invoke import Budget, RateLimiter, invoke
+from kdiag.live.session import AwsClients, AwsOptions
 from kdiag.path.container import Request
 from tests._aws_rig import set_fake_env
 from tests.conftest import MODELS
@@ -15,8 +15,8 @@ pytestmark = pytest.mark.tf
 
 
 def _infer(model_dir, monkeypatch):
-    from kdiag.endpoint import LocalEndpoint
-    from kdiag.server import start_server
+    from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.serve.server import start_server
 
     set_fake_env(monkeypatch)
     with LocalEndpoint(model_dir) as ep, start_server(ep, endpoint_name="ep",

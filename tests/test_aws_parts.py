@@ -1,4 +1,4 @@
-"""The pure parts of kdiag.aws: image tags, ARNs, S3 URLs, redaction, rate limit, log lines,
+"""The pure parts of kdiag.live: image tags, ARNs, S3 URLs, redaction, rate limit, log lines,
 error classification (real botocore exceptions)."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from kdiag.aws.describe import image_info
-from kdiag.aws.infer_signature import Answer, infer_signature
-from kdiag.aws.invoke import RateLimiter, classify
-from kdiag.aws.logs import LogEvent, parse_log_stream_arn, relevant_lines
-from kdiag.aws.model_fetch import parse_s3_url
-from kdiag.aws.session import Redactor
 from kdiag.errors import KdiagError
-from kdiag.probe import diagnose_message
+from kdiag.live.describe import image_info
+from kdiag.live.infer_signature import Answer, infer_signature
+from kdiag.live.invoke import RateLimiter, classify
+from kdiag.live.logs import LogEvent, parse_log_stream_arn, relevant_lines
+from kdiag.live.model_fetch import parse_s3_url
+from kdiag.live.probe import diagnose_message
+from kdiag.live.session import Redactor
 
 
 @pytest.mark.parametrize("image, kind, version", [
@@ -172,7 +172,7 @@ def test_inference_respects_its_request_cap():
 
 
 def test_nginx_access_line_of_a_failed_invocation_is_relevant():
-    from kdiag.aws.logs import LogEvent, relevant_lines
+    from kdiag.live.logs import LogEvent, relevant_lines
 
     lines = ['10.0.0.2 - - [25/Nov/2026:17:30:01 +0000] "GET /ping HTTP/1.1" 200 0 "-" "AHC/2.0"',
              '10.0.0.2 - - [25/Nov/2026:17:30:02 +0000] "POST /invocations HTTP/1.1" 400 157 "-" "AHC"',

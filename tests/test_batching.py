@@ -1,12 +1,12 @@
-"""kdiag.batching.run_batched: stacked replay gives each payload what its own call gives."""
+"""kdiag.replays.batching.run_batched: stacked replay gives each payload what its own call gives."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kdiag.batching import run_batched
-from kdiag.runner import RunResult
+from kdiag.model.runner import RunResult
+from kdiag.replays.batching import run_batched
 from tests.conftest import MODELS
 
 
@@ -155,7 +155,7 @@ def test_seconds_of_a_stacked_call_are_shared_out():
 
 @pytest.fixture(scope="module")
 def runner_mod():
-    from kdiag import runner
+    from kdiag.model import runner
 
     runner._tf()
     return runner

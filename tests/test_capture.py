@@ -1,4 +1,4 @@
-"""kdiag.capture: SageMaker Data Capture files, local and in S3 (moto), streamed."""
+"""kdiag.replays.capture: SageMaker Data Capture files, local and in S3 (moto), streamed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.capture import (
+from kdiag.errors import KdiagError
+from kdiag.replays.capture import (
     CaptureStats,
     decode_payload,
     iter_capture,
@@ -20,7 +21,6 @@ from kdiag.capture import (
     parse_shard,
     shard_of,
 )
-from kdiag.errors import KdiagError
 from tests._moto import moto_s3, s3_client
 
 # The three record shapes of aws-apis-detail.md §4.5 (SDK defaults, CSV in + inferenceId,
@@ -273,7 +273,7 @@ def test_s3_empty_prefix_is_a_clear_error(monkeypatch):
 
 
 def test_not_an_s3_uri_is_rejected():
-    from kdiag.capture import parse_s3_uri
+    from kdiag.replays.capture import parse_s3_uri
 
     with pytest.raises(KdiagError, match="not an S3 URI"):
         parse_s3_uri("s3:///key")

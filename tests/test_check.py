@@ -1,4 +1,4 @@
-"""kdiag.check: the pre-deploy gate's library, on the real fixtures."""
+"""kdiag.ci.check: the pre-deploy gate's library, on the real fixtures."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdiag.check import (
+from kdiag.ci.check import (
     CheckOptions,
     OutputExpectation,
     parse_expectation,
     parse_payload_arg,
     run_check,
 )
-from kdiag.config import PayloadEntry
+from kdiag.ci.config import PayloadEntry
 from kdiag.errors import KdiagError
-from kdiag.runner import tensorflow_available
+from kdiag.model.runner import tensorflow_available
 from tests.conftest import ARCHIVES, FIXTURES, MODELS
 
 needs_tf = pytest.mark.skipif(not tensorflow_available(), reason="needs TensorFlow")
@@ -215,7 +215,7 @@ def test_result_json_lists_cases_findings_and_verdict():
 
 
 def test_check_codes_are_in_the_check_range_and_documented():
-    from kdiag.codes import CODES
+    from kdiag.diagnosis.codes import CODES
 
     check_codes = [f"KD8{i}" for i in range(50, 61)]
     assert all(c in CODES for c in check_codes)

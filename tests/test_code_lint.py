@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kdiag.artifacts.code_lint import lint_inference_py
-from kdiag.artifacts.custom_objects import scan_module
+from kdiag.model.code_lint import lint_inference_py
+from kdiag.model.custom_objects import scan_module
 from tests.conftest import FIXTURES
 
 

@@ -1,4 +1,4 @@
-"""Finding codes are registered once (kdiag/codes.py) and the README shows that table."""
+"""Finding codes are registered once (kdiag/diagnosis/codes.py) and the README shows that table."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kdiag.codes import CODES
+from kdiag.diagnosis.codes import CODES
 from tests.conftest import ROOT
 
 
@@ -17,7 +17,7 @@ def test_every_code_kdiag_emits_is_registered():
     for path in (ROOT / "kdiag").rglob("*.py"):
         used |= set(re.findall(r'"(KD\d{3})"', path.read_text()))
     missing = sorted(used - set(CODES))
-    assert not missing, f"register these in kdiag/codes.py: {missing}"
+    assert not missing, f"register these in kdiag/diagnosis/codes.py: {missing}"
 
 
 def test_codes_are_well_formed_and_grouped():

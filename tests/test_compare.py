@@ -1,4 +1,4 @@
-"""kdiag.compare: the batched comparison core."""
+"""kdiag.comparison: the batched comparison core."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kdiag.compare import (
+from kdiag.comparison import (
     Comparator,
     CompareConfig,
     OutputSet,
@@ -399,7 +399,7 @@ def test_json_of_the_result_has_no_bare_nan():
 
 
 def test_every_finding_code_is_documented():
-    from kdiag.codes import CODES
+    from kdiag.diagnosis.codes import CODES
 
     assert all(c in CODES for c in [f"KD7{i:02d}" for i in range(1, 16)])
 

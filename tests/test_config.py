@@ -1,4 +1,4 @@
-"""kdiag.config: [tool.kdiag] in pyproject.toml or kdiag.toml."""
+"""kdiag.ci.config: [tool.kdiag] in pyproject.toml or kdiag.toml."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.config import KNOWN_KEYS, CheckConfig, PayloadEntry, find_config, load_config
+from kdiag.ci.config import KNOWN_KEYS, CheckConfig, PayloadEntry, find_config, load_config
 from kdiag.errors import KdiagError
 
 FULL = """

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdiag.signature import signatures_from_json
+from kdiag.model.signature import signatures_from_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures"

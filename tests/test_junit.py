@@ -1,4 +1,4 @@
-"""kdiag.junit: the JUnit XML CI systems read, validated against the Surefire/Jenkins schema."""
+"""kdiag.ci.junit: the JUnit XML CI systems read, validated against the Surefire/Jenkins schema."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.check import CheckOptions, run_check
-from kdiag.junit import JUnitCase, JUnitSuite, check_suite, junit_xml, write_junit
+from kdiag.ci.check import CheckOptions, run_check
+from kdiag.ci.junit import JUnitCase, JUnitSuite, check_suite, junit_xml, write_junit
 from tests.conftest import ARCHIVES
 
 XSD = Path(__file__).resolve().parent / "data" / "junit-10-subset.xsd"
@@ -96,7 +96,7 @@ def test_check_of_a_broken_archive_is_one_case_per_check_with_the_code_as_failur
     failed = [c for c in cases if c.find("failure") is not None]
     assert len(failed) == 1
     assert failed[0].get("name").startswith("artifact: KD002 ")
-    assert failed[0].get("classname") == "kdiag.check.artifact"
+    assert failed[0].get("classname") == "kdiag.ci.check.artifact"
     assert failed[0].find("failure").get("type") == "KD002"
     skipped = [c.get("name") for c in cases if c.find("skipped") is not None]
     assert skipped == ["replay"]

@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from kdiag.artifacts.keras_file import read_h5, read_keras
 from kdiag.errors import KdiagError
+from kdiag.model.keras_file import read_h5, read_keras
 from tests.conftest import MODELS
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdiag.artifacts.layout import analyse
+from kdiag.model.layout import analyse
 
 
 def codes(layout):

@@ -1,4 +1,4 @@
-"""kdiag.outputs: output sets from TF Serving responses, .npy/.npz, result lines, Data Capture."""
+"""kdiag.replays.outputs: output sets from TF Serving responses, .npy/.npz, result lines, Data Capture."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from kdiag.compare import compare_sets
+from kdiag.comparison import compare_sets
 from kdiag.errors import KdiagError
-from kdiag.outputs import (
+from kdiag.replays.outputs import (
     load_output_set,
     loads,
     response_tensors,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from kdiag.errors import KdiagError
+from kdiag.model.signature import Signature
 from kdiag.payloads.build import (
     as_signature_dtype,
     boto3_snippet,
@@ -32,7 +33,6 @@ from kdiag.payloads.sample import (
     parse_image_size,
     parse_range,
 )
-from kdiag.signature import Signature
 from tests.conftest import MODELS
 
 
@@ -631,7 +631,7 @@ def test_every_generated_body_parses_and_carries_its_tensors(case, content_type,
                                    "image/1", "custom/export/1"])
 def test_generated_bodies_run_through_the_real_model(model):
     tf = pytest.importorskip("tensorflow")
-    from kdiag.signature import load_signature
+    from kdiag.model.signature import load_signature
 
     signature = load_signature(str(MODELS / model))
     sample = generate(signature, SampleOptions(batch=2))

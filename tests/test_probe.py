@@ -1,4 +1,4 @@
-"""kdiag.probe against moto (control plane, S3, logs) and kdiag's local runtime, on loopback."""
+"""kdiag.live.probe against moto (control plane, S3, logs) and kdiag's local runtime, on loopback."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.aws.invoke import RetryPolicy
-from kdiag.aws.session import AwsOptions
 from kdiag.errors import KdiagError
-from kdiag.probe import ProbeOptions, probe
+from kdiag.live.invoke import RetryPolicy
+from kdiag.live.probe import ProbeOptions, probe
+from kdiag.live.session import AwsOptions
 from tests._aws_rig import (
     ThrottlingRuntime,
     deploy,

@@ -16,9 +16,9 @@ from tests.conftest import ARCHIVES, FIXTURES, MODELS
 pytestmark = pytest.mark.tf
 pytest.importorskip("tensorflow")
 
-from kdiag.endpoint import LocalEndpoint  # noqa: E402
-from kdiag.outputs import load_output_set  # noqa: E402
-from kdiag.replay import notebook_versus_endpoint, replay_many, replay_one  # noqa: E402
+from kdiag.path.local_endpoint import LocalEndpoint  # noqa: E402
+from kdiag.replays.outputs import load_output_set  # noqa: E402
+from kdiag.replays.replay import notebook_versus_endpoint, replay_many, replay_one  # noqa: E402
 
 CUSTOM = MODELS / "custom/export/1"
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from kdiag.outputs import response_tensors
-from kdiag.replay import decode_response
+from kdiag.replays.outputs import response_tensors
+from kdiag.replays.replay import decode_response
 
 
 def test_single_unnamed_output_takes_the_signatures_output_name():

@@ -1,4 +1,4 @@
-"""kdiag.runner: SavedModel signatures run as TF Serving runs them, and Keras predict."""
+"""kdiag.model.runner: SavedModel signatures run as TF Serving runs them, and Keras predict."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def sample_inputs(sig: dict, rows: int = 3, seed: int = 0) -> dict[str, np.ndarr
 
 @pytest.fixture(scope="module")
 def runner_mod():
-    from kdiag import runner
+    from kdiag.model import runner
 
     runner._tf()  # kdiag's import first: it sets TF's environment (logs, oneDNN) before TF loads
     return runner
@@ -50,8 +50,8 @@ def runner_mod():
 def test_import_does_not_import_tensorflow():
     code = textwrap.dedent("""
         import sys
-        import kdiag.runner, kdiag.batching
-        assert kdiag.runner.tensorflow_available() in (True, False)
+        import kdiag.model.runner, kdiag.replays.batching
+        assert kdiag.model.runner.tensorflow_available() in (True, False)
         bad = [m for m in ("tensorflow", "keras") if m in sys.modules]
         print(",".join(bad))
     """)
@@ -60,8 +60,8 @@ def test_import_does_not_import_tensorflow():
 
 
 def test_require_tensorflow_raises_tensorflow_missing_when_absent(monkeypatch):
-    from kdiag import runner
     from kdiag.errors import TensorFlowMissing
+    from kdiag.model import runner
 
     monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name: None)
     assert runner.tensorflow_available() is False
@@ -70,7 +70,7 @@ def test_require_tensorflow_raises_tensorflow_missing_when_absent(monkeypatch):
 
 
 def test_op_message_strips_node_annotation_and_root_error_wrapper():
-    from kdiag.runner import op_message
+    from kdiag.model.runner import op_message
 
     assert op_message("Matrix size-incompatible: In[0]: [1,3], In[1]: [5,1]\n\t [[{{node "
                       "model/dense/MatMul}}]]") == "Matrix size-incompatible: In[0]: [1,3], In[1]: [5,1]"
@@ -329,7 +329,7 @@ def test_keras_predict_does_not_import_custom_objects_unless_given(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         from kdiag.errors import KdiagError
-        from kdiag.runner import keras_predict
+        from kdiag.model.runner import keras_predict
         try:
             keras_predict({str(CUSTOM_KERAS)!r}, [[1, 2, 3, 4, 5]])
         except KdiagError as e:

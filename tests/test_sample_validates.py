@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdiag.diagnosis.validation import ValidateOptions, validate
 from kdiag.errors import KdiagError
+from kdiag.model.signature import load_signatures
 from kdiag.path.container import Request
 from kdiag.payloads.sample import SampleOptions, generate
-from kdiag.signature import load_signatures
-from kdiag.validation import ValidateOptions, validate
 from tests.conftest import MODELS
 
 FIXTURES = ["custom/export/1", "custom/tfsave/1", "two_inputs/1", "image/1", "image_bytes/1",
@@ -38,7 +38,7 @@ def test_every_generated_payload_is_accepted(rel, ct, batch, seed, columnar, ver
 
 @pytest.mark.parametrize("rel", FIXTURES)
 def test_inspect_example_request_is_accepted(rel):
-    from kdiag.inspection import inspect_model
+    from kdiag.model.inspection import inspect_model
 
     r = inspect_model(MODELS / rel)
     res = validate(Request(r.example_request.encode(), "application/json"), SIGS[rel])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kdiag.artifacts.savedmodel import parse_saved_model, read_saved_model
 from kdiag.errors import KdiagError
+from kdiag.model.savedmodel import parse_saved_model, read_saved_model
 from tests.conftest import MODELS
 
 

@@ -1,4 +1,4 @@
-"""kdiag.server: a local endpoint answered by the real model, talked to by real clients (boto3,
+"""kdiag.serve.server: a local endpoint answered by the real model, talked to by real clients (boto3,
 http.client, urllib) over real sockets on 127.0.0.1."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from kdiag.endpoint import LocalEndpoint
 from kdiag.errors import KdiagError
-from kdiag.server import load_model, metadata_json, start_server, status_json
-from kdiag.signature import Signature, TensorSpec
+from kdiag.model.signature import Signature, TensorSpec
+from kdiag.path.local_endpoint import LocalEndpoint
+from kdiag.serve.server import load_model, metadata_json, start_server, status_json
 from tests.conftest import MODELS
 
 FIVE_ONES = b'{"instances": [[1, 1, 1, 1, 1]]}'

@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdiag.model.signature import Signature, TensorSpec
 from kdiag.path.tfserving import ShapeOnly, parse_predict_request
-from kdiag.signature import Signature, TensorSpec
 
 SIGS = [Signature("serving_default", "tensorflow/serving/predict",
                   {"x": TensorSpec("float32", None)}, {"y": TensorSpec("float32", (-1,))})]

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kdiag.errors import KdiagError
+from kdiag.model.signature import Signature, TensorSpec
 from kdiag.path import tfserving as tfs
 from kdiag.path.tfs_rapidjson import RapidJsonError, base64_unescape, dtoa, parse
 from kdiag.path.tfserving import (
@@ -29,7 +30,6 @@ from kdiag.path.tfserving import (
     parse_tfs_version,
     predict_response,
 )
-from kdiag.signature import Signature, TensorSpec
 
 
 def sig(name: str = "serving_default", **inputs: tuple[str, tuple[int, ...]]) -> Signature:

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
+from kdiag.diagnosis.validation import ValidateOptions, validate
+from kdiag.model.signature import Signature, TensorSpec, load_signatures
 from kdiag.path.container import Request
-from kdiag.signature import Signature, TensorSpec, load_signatures
-from kdiag.validation import ValidateOptions, validate
 from tests.conftest import MODELS
 
 CUSTOM = load_signatures(str(MODELS / "custom/export/1"))
@@ -264,7 +264,7 @@ def test_via_tfs_follows_the_framework_versions_tf_serving_release():
 
 
 def test_a_savedmodel_folder_serves_only_its_own_version(tmp_path):
-    from kdiag.validation_setup import resolve_target
+    from kdiag.model.target import resolve_target
 
     target = resolve_target(str(MODELS / "custom/export/1"))
     assert target.versions == (1,)

@@ -10,9 +10,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kdiag.diagnosis.validation import ValidateOptions, validate
+from kdiag.model.signature import load_signatures
 from kdiag.path.container import Request
-from kdiag.signature import load_signatures
-from kdiag.validation import ValidateOptions, validate
 from tests.conftest import MODELS
 
 SIGS = {rel: load_signatures(str(MODELS / rel))
@@ -68,7 +68,7 @@ def test_deep_nesting_and_huge_numbers_are_answered_quickly():
 
 
 def test_a_model_command_without_tensorflow_says_so_in_one_line():
-    code = ("import kdiag.runner as r; r.tensorflow_available = lambda: False\n"
+    code = ("import kdiag.model.runner as r; r.tensorflow_available = lambda: False\n"
             "from kdiag.cli import main\nmain(['replay', '-', '--model', sys.argv[1]])\n")
     p = subprocess.run([sys.executable, "-c", "import sys\n" + code,
                         str(MODELS / "custom/export/1")], input="[1]", capture_output=True,

@@ -91,8 +91,8 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     MODEL is a SavedModel folder, a version parent, a .keras file or a model.tar.gz; without
     it, `model` from [tool.kdiag].
     """
-    from kdiag.check import CheckOptions, parse_expectation, parse_payload_arg, run_check
-    from kdiag.config import CheckConfig, load_config
+    from kdiag.ci.check import CheckOptions, parse_expectation, parse_payload_arg, run_check
+    from kdiag.ci.config import CheckConfig, load_config
     from kdiag.errors import KdiagError
 
     cfg = CheckConfig() if no_config else load_config(config_path)
@@ -125,7 +125,7 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     )
     result = run_check(opts)
     if junit_path is not None:
-        from kdiag.junit import check_suite, write_junit
+        from kdiag.ci.junit import check_suite, write_junit
 
         write_junit(junit_path, [check_suite(result)])
     if json_path is not None:

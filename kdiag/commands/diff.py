@@ -35,7 +35,7 @@ from kdiag.commands._common import emit_json, exit_with, fail_on_option, format_
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from kdiag.compare import ComparisonResult, OutputComparison
+    from kdiag.comparison import ComparisonResult, OutputComparison
 
 EPILOG = """\b
 A and B can be:
@@ -97,7 +97,7 @@ def parse_tolerances(values: tuple[str, ...], default: float, opt: str
 
 
 def parse_stat(text: str) -> tuple[str, float]:
-    from kdiag.compare import STATS
+    from kdiag.comparison import STATS
 
     name, _, q = text.partition(":")
     if name not in STATS or (q and name != "quantile"):
@@ -117,7 +117,7 @@ def parse_stat(text: str) -> tuple[str, float]:
 def _parse_when(text: str | None, opt: str):
     if text is None:
         return None
-    from kdiag.capture import parse_time
+    from kdiag.replays.capture import parse_time
 
     try:
         return parse_time(text)
@@ -157,10 +157,10 @@ def command(a: str, b: str, atol: tuple[str, ...], rtol: tuple[str, ...], stat: 
     Shape and dtype agreement, NaN/Inf agreement, abs/rel error statistics, the tolerance that
     would have passed, the worst records and an error histogram, over millions of records.
     """
-    from kdiag.capture import parse_shard
-    from kdiag.compare import CompareConfig, compare_sets
-    from kdiag.findings import fails
-    from kdiag.outputs import load_output_set
+    from kdiag.comparison import CompareConfig, compare_sets
+    from kdiag.diagnosis.findings import fails
+    from kdiag.replays.capture import parse_shard
+    from kdiag.replays.outputs import load_output_set
 
     d_atol, atol_by = parse_tolerances(atol, 1e-5, "--atol")
     d_rtol, rtol_by = parse_tolerances(rtol, 1e-5, "--rtol")

@@ -40,8 +40,8 @@ def command(path: Path, custom_objects: Path | None, endpoint_name: str, fmt: st
 
     Reads saved_model.pb directly: no TensorFlow import, answers in milliseconds.
     """
-    from kdiag.findings import fails
-    from kdiag.inspection import inspect_model
+    from kdiag.diagnosis.findings import fails
+    from kdiag.model.inspection import inspect_model
     from kdiag.report import console, inspect_json, render_inspect
 
     result = inspect_model(path, custom_objects=custom_objects, endpoint_name=endpoint_name)

@@ -100,10 +100,10 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
     """Diagnose the live SageMaker endpoint ENDPOINT end to end: its status and model, the
     signature, what it answers to payloads next to what kdiag predicts, the root cause and log
     lines of every failure, and (with the model) its outputs against a local replay."""
-    from kdiag.aws.invoke import RetryPolicy
-    from kdiag.aws.session import AwsClients, AwsOptions, Redactor
     from kdiag.errors import KdiagError
-    from kdiag.probe import ProbeOptions, probe
+    from kdiag.live.invoke import RetryPolicy
+    from kdiag.live.probe import ProbeOptions, probe
+    from kdiag.live.session import AwsClients, AwsOptions, Redactor
 
     aws = AwsOptions(profile=profile, region=region, endpoint_url=endpoint_url,
                      runtime_endpoint_url=runtime_endpoint_url,
@@ -147,7 +147,7 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
 def render(doc: dict, con) -> None:
     from rich.table import Table
 
-    from kdiag.findings import Finding
+    from kdiag.diagnosis.findings import Finding
     from kdiag.report import escape, findings_table
 
     ep = doc["endpoint"]

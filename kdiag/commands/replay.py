@@ -79,13 +79,13 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     PAYLOAD is a file, - for stdin, or a folder of payload files (replayed in stacked model
     calls). Needs TensorFlow.
     """
-    from kdiag.endpoint import LocalEndpoint
     from kdiag.errors import KdiagError
+    from kdiag.model.runner import require_tensorflow
     from kdiag.path.container import Request
-    from kdiag.payload_files import iter_bodies
-    from kdiag.replay import notebook_versus_endpoint, replay_one
+    from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.payloads.files import iter_bodies
+    from kdiag.replays.replay import notebook_versus_endpoint, replay_one
     from kdiag.report import console, render_replay, render_validation_batch
-    from kdiag.runner import require_tensorflow
 
     require_tensorflow("kdiag replay")
     if capture is not None:
@@ -136,7 +136,7 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
 def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
     from rich.progress import Progress
 
-    from kdiag.replay import replay_many
+    from kdiag.replays.replay import replay_many
 
     if quiet or len(items) < 200:
         return replay_many(endpoint, items, max_batch=max_batch)
@@ -159,7 +159,7 @@ def _client_input(value: str) -> object:
 
 def _write_results(out: Path, results) -> None:
     from kdiag.atomic import write_atomically
-    from kdiag.outputs import result_line
+    from kdiag.replays.outputs import result_line
 
     write_atomically(out, b"".join(
         result_line(r.name or "", r.decoded) if r.accepted
@@ -170,11 +170,11 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                     endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt) -> None:
     from rich.progress import Progress
 
-    from kdiag.capture import parse_shard
-    from kdiag.capture_replay import replay_capture
     from kdiag.commands.diff import _parse_when, render
-    from kdiag.compare import CompareConfig
-    from kdiag.endpoint import LocalEndpoint
+    from kdiag.comparison import CompareConfig
+    from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.replays.capture import parse_shard
+    from kdiag.replays.capture_replay import replay_capture
     from kdiag.report import console
 
     config = CompareConfig(atol=atol, rtol=rtol)

@@ -50,8 +50,8 @@ def command(model: str, host: str, port: int, framework_version: str | None,
     `kdiag validate`, with the real model running. One log line per request goes to stderr;
     Ctrl-C stops it.
     """
-    from kdiag.endpoint import LocalEndpoint
-    from kdiag.server import load_model, start_server
+    from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.serve.server import load_model, start_server
 
     endpoint = LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
                              model_name=model_name)

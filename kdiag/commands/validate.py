@@ -65,12 +65,12 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
 
     PAYLOAD is a file, - for stdin, or a folder of payload files.
     """
-    from kdiag.findings import fails
+    from kdiag.diagnosis.findings import fails
+    from kdiag.diagnosis.validation import ValidateOptions, validate
+    from kdiag.model.target import resolve_target
     from kdiag.path.container import Request
-    from kdiag.payload_files import iter_bodies
+    from kdiag.payloads.files import iter_bodies
     from kdiag.report import console, render_validation, render_validation_batch
-    from kdiag.validation import ValidateOptions, validate
-    from kdiag.validation_setup import resolve_target
 
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdiag.findings import Finding
+from kdiag.diagnosis.findings import Finding
 from kdiag.path import container_njs as njs
 from kdiag.path.container_common import (
     NGINX_DEFAULT_TYPE,
@@ -34,7 +34,7 @@ from kdiag.path.container_python import (
     static_check,
 )
 from kdiag.path.generations import Generation, Request, generation_for
-from kdiag.trace import StageRecord, excerpt
+from kdiag.path.trace import StageRecord, excerpt
 
 __all__ = ["AttrError", "ContainerResponse", "ContainerResult", "Generation", "Handlers",
            "Request", "TfsResponse", "TfsTarget", "container_request", "container_response",

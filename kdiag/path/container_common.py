@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
-from kdiag.findings import Finding
-from kdiag.trace import StageRecord
+from kdiag.diagnosis.findings import Finding
+from kdiag.path.trace import StageRecord
 
 # JavaScript's whitespace (ECMA-262 WhiteSpace + LineTerminator), used by String.prototype.trim
 # and by \s in the njs regexes. Python's str.strip() and re's \s differ (they include

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kdiag.findings import Finding
+from kdiag.diagnosis.findings import Finding
+from kdiag.model.signature import Signature
 from kdiag.path.container import (
     Handlers,
     Request,
@@ -28,9 +29,8 @@ from kdiag.path.generations import Generation
 from kdiag.path.runtime import RuntimeOutcome, runtime_outcome, validation_error
 from kdiag.path.signature_stage import dtype_name
 from kdiag.path.tfs_emulator import Prepared, TfsAnswer, TfServingEmulator
+from kdiag.path.trace import StageRecord
 from kdiag.path.wire import check_wire
-from kdiag.signature import Signature
-from kdiag.trace import StageRecord
 
 
 @dataclass

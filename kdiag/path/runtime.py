@@ -13,8 +13,8 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from kdiag.findings import Finding
-from kdiag.trace import StageRecord, excerpt
+from kdiag.diagnosis.findings import Finding
+from kdiag.path.trace import StageRecord, excerpt
 
 MESSAGE_MAX = 2048  # service-2.json shape "Message" (also used by OriginalMessage)
 RESPONSE_LIMIT = 6291456  # [observed] the response is capped like the request

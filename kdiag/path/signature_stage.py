@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kdiag.findings import Finding
-from kdiag.signature import Signature, format_shape
-from kdiag.trace import StageRecord
+from kdiag.diagnosis.findings import Finding
+from kdiag.model.signature import Signature, format_shape
+from kdiag.path.trace import StageRecord
 
 
 @dataclass

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kdiag.findings import Finding
+from kdiag.diagnosis.findings import Finding
+from kdiag.model.signature import Signature, format_shape, pick_signature
 from kdiag.path import tfserving
 from kdiag.path.container_common import TfsTarget
 from kdiag.path.signature_stage import check_tensors, dtype_name
-from kdiag.signature import Signature, format_shape, pick_signature
-from kdiag.trace import StageRecord, excerpt
+from kdiag.path.trace import StageRecord, excerpt
 
 # TF Serving's checks before the servable lookup (json_tensor.cc FillPredictRequestFromJson,
 # errata §13): a body failing these gets 400 even for an unknown model.

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from kdiag.errors import KdiagError
+from kdiag.model.signature import DEFAULT_SIGNATURE, JSON_DTYPES, Signature
 from kdiag.path.tfs_rapidjson import (
     JObj,
     PrettyWriter,
@@ -35,7 +36,6 @@ from kdiag.path.tfs_rapidjson import (
     parse,
     write_string,
 )
-from kdiag.signature import DEFAULT_SIGNATURE, JSON_DTYPES, Signature
 
 # ---------------------------------------------------------------------------------------------
 # Versions

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from kdiag.diagnosis.findings import Finding
 from kdiag.errors import KdiagError
-from kdiag.findings import Finding
 from kdiag.path.generations import Request, decode_utf8
-from kdiag.trace import StageRecord, excerpt
+from kdiag.path.trace import StageRecord, excerpt
 
 __all__ = ["Request", "WireResult", "check_wire", "BODY_LIMITS", "HEADER_LIMIT",
            "NJS_CONTENT_TYPES", "TEXT_CONTENT_TYPES"]

@@ -24,8 +24,8 @@ import numpy as np
 import orjson
 
 from kdiag.errors import KdiagError
+from kdiag.model.signature import DEFAULT_SIGNATURE, Signature, TensorSpec, format_shape
 from kdiag.payloads.snippet import boto3_snippet  # noqa: F401 (part of this module's API)
-from kdiag.signature import DEFAULT_SIGNATURE, Signature, TensorSpec, format_shape
 
 FLOAT_JSON_DTYPES = frozenset({"float32", "float64"})
 INT_JSON_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint32", "uint64"})

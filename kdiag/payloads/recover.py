@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kdiag.signature import Signature, TensorSpec
+from kdiag.model.signature import Signature, TensorSpec
 
 WRAPPER_KEYS = ("instances", "inputs", "data", "input_data", "input", "features", "x", "body",
                 "payload", "values")

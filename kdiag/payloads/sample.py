@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kdiag.errors import KdiagError
+from kdiag.model.signature import JSON_DTYPES, Signature, TensorSpec, format_shape
 from kdiag.payloads.build import (
     CONTAINER_CONTENT_TYPES,
     FLOAT_JSON_DTYPES,
@@ -29,7 +30,6 @@ from kdiag.payloads.build import (
     numpy_dtype,
     tfs_request,
 )
-from kdiag.signature import JSON_DTYPES, Signature, TensorSpec, format_shape
 
 JSON = "application/json"
 JSONLINES = ("application/jsonlines", "application/jsons")

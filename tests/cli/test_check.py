@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kdiag.check import CheckCase, CheckResult
+from kdiag.ci.check import CheckCase, CheckResult
 from kdiag.cli import cli
 from kdiag.commands.check import github_annotations
-from kdiag.findings import Finding
-from kdiag.runner import tensorflow_available
+from kdiag.diagnosis.findings import Finding
+from kdiag.model.runner import tensorflow_available
 from tests.conftest import ARCHIVES, MODELS, ROOT
 from tests.test_junit import assert_valid_junit
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kdiag.cli import cli, main
-from kdiag.outputs import result_line
+from kdiag.replays.outputs import result_line
 from tests._moto import moto_s3, s3_client
 from tests.test_capture import capture_line, write_capture_tree
 

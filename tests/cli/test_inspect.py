@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from kdiag.cli import cli
-from kdiag.signature import signatures_from_json
+from kdiag.model.signature import signatures_from_json
 from tests.conftest import ARCHIVES, FIXTURES, MODELS
 
 

@@ -1,0 +1,1 @@
+"""`kdiag check`: the pre-deploy gate, its configuration and its JUnit report."""

@@ -1,0 +1,81 @@
+"""What `--signature` stands for when validating: signatures plus what the container knows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kdiag.diagnosis.findings import Finding, explain_errors
+from kdiag.errors import KdiagError
+from kdiag.model.signature import Signature, load_signatures, pick_signature
+
+if TYPE_CHECKING:
+    from kdiag.model.artifact import ModelArtifact
+
+
+@dataclass
+class Target:
+    signatures: list[Signature]
+    model_name: str = "model"
+    versions: tuple[int, ...] | None = None
+    has_requirements: bool = False
+    has_lib: bool = False
+    misplaced_code: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def target_from_artifact(art: ModelArtifact, *, code_dir: Path | None = None,
+                         model_name: str | None = None) -> Target:
+    """What the container makes of an artifact: the model's name and versions, and which
+    code/ files choose its request path. `art` is read as uploaded (an archive as an archive:
+    its layout names the model)."""
+    if not art.signatures:
+        raise KdiagError(f"{art.path} has no serving signature kdiag could read. "
+                         + explain_errors(art.findings))
+    target = Target(signatures=art.signatures)
+    lay = art.layout
+    if art.kind == "archive" and art.model_name:
+        target.model_name = art.model_name
+    if model_name:
+        target.model_name = model_name
+    if lay is not None and lay.misplaced_code:
+        target.misplaced_code = lay.misplaced_code[0]
+    if lay is not None and lay.default_model is not None:
+        target.versions = tuple(int(v) for v in lay.default_model.loadable_versions)
+    elif art.version and art.version.isdigit():
+        target.versions = (int(art.version),)  # a SavedModel folder named after its version
+    if lay is not None:
+        # With inference.py present but not run (no --code), kdiag predicts the container
+        # without code/ at all rather than the raw-forwarding default handler.
+        if not lay.inference_py or code_dir is not None:
+            target.has_requirements = "code/requirements.txt" in lay.python_path_files
+            target.has_lib = "code/lib" in lay.python_path_files
+        if lay.inference_py and code_dir is None:
+            target.findings.append(Finding(
+                "KD230", "warning", "container",
+                "This model has code/inference.py: the endpoint runs your handlers, and "
+                "kdiag only runs them when you pass --code (it executes your code), so it "
+                "predicts the container without code/.",
+                "Extract code/ and pass --code path/to/code.",
+            ))
+    return target
+
+
+def resolve_target(arg: str, *, signature_name: str | None = None, model_name: str | None = None,
+                   code_dir: Path | None = None, artifact: ModelArtifact | None = None
+                   ) -> Target:
+    """`--signature`: a signature JSON file or a model (pass `artifact` when it is already
+    read, so a large archive is not decompressed twice)."""
+    p = Path(arg)
+    if artifact is None and p.is_file() and p.suffix.lower() == ".json":
+        target = Target(signatures=load_signatures(arg))
+        if model_name:
+            target.model_name = model_name
+    else:
+        from kdiag.model.artifact import read_model
+
+        target = target_from_artifact(artifact or read_model(p), code_dir=code_dir,
+                                      model_name=model_name)
+    pick_signature(target.signatures, signature_name)  # fail early on a wrong name
+    return target
