@@ -73,7 +73,23 @@ def _serving_signatures(info: SavedModelInfo, source: str) -> tuple[list[Signatu
             "Export for serving: model.export(path) or tf.saved_model.save(model, path).",
         )]
     sigs = [s for s in serving.signatures if not s.name.startswith("__")]
-    return sigs, tag_sets, serving.tensorflow_version, []
+    found = []
+    if serving.keras3_layers:
+        found.append(keras3_tf_save_finding(source))
+    return sigs, tag_sets, serving.tensorflow_version, found
+
+
+def keras3_tf_save_finding(source: str) -> Finding:
+    """KD501 read from the file: the same code replay gives when the graph fails this way, so
+    every command names one root cause for it."""
+    return Finding(
+        "KD501", "error", "model",
+        f"{source} was written by tf.saved_model.save from a Keras 3 model (its object graph "
+        "tracks Keras 3 layers): TF Serving's loader restores none of its variables, so every "
+        "request fails with \"Could not find variable ...\" (tensorflow/serving#2250). No "
+        "payload can fix this.",
+        "Export with model.export('export/1') (Keras 3), or keras.export.ExportArchive for a "
+        "custom endpoint: both write a SavedModel TF Serving can restore.")
 
 
 def _from_savedmodel_dir(p: Path, art: ModelArtifact) -> None:

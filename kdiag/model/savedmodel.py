@@ -33,6 +33,9 @@ class MetaGraph:
     signatures: list[Signature]
     tensorflow_version: str | None
     ops: set[str] = field(default_factory=set)
+    # The object graph holds Keras 3 layers and variables: tf.saved_model.save of a Keras 3
+    # model (or of a tf.Module holding one). See keras3_layers_tracked.
+    keras3_layers: bool = False
 
 
 @dataclass
@@ -127,12 +130,52 @@ def _op_names(op_list: memoryview) -> set[str]:
     return ops
 
 
+# Attributes every Keras 3 Layer tracks (keras/src/layers/layer.py) and tf.saved_model.save
+# writes as children of the layer's object-graph node. model.export() and ExportArchive track
+# only lists of variables, and tf.keras (Keras 2) layers are saved as "_tf_keras_layer" objects.
+_KERAS3_LAYER_CHILDREN = frozenset({"_inbound_nodes", "_outbound_nodes", "_build_shapes_dict"})
+
+
+def keras3_layers_tracked(object_graph: memoryview) -> bool:
+    """Whether a SavedObjectGraph (MetaGraphDef field 7) tracks Keras 3 Layer objects and at
+    least one variable.
+
+    That is what tf.saved_model.save writes for a Keras 3 model or a tf.Module holding one, and
+    TF Serving's loader then restores none of the variables the signature reads: every request
+    fails with "Could not find variable ..." (tensorflow/serving#2250, keras-team/keras#19274,
+    #20095; reproduced by fixtures custom/tfsave, two_inputs_tfsave). SavedObjectGraph.nodes
+    is field 1; SavedObject.children 1 (ObjectReference.local_name 2), user_object 4 and
+    variable 7 (tensorflow/core/protobuf/saved_object_graph.proto).
+    """
+    layer = variable = False
+    for f, _, v in iter_fields(object_graph):
+        if f != 1:
+            continue
+        names = set()
+        for nf, _, nv in iter_fields(as_bytes(v)):
+            if nf == 7:
+                variable = True
+            elif nf == 1 and not layer:
+                for rf, _, rv in iter_fields(as_bytes(nv)):
+                    if rf == 2:
+                        names.add(bytes(rv))
+        if not layer and len(names & _KERAS3_LAYER_CHILDREN_B) >= 2:
+            layer = True
+        if layer and variable:
+            return True
+    return False
+
+
+_KERAS3_LAYER_CHILDREN_B = frozenset(n.encode() for n in _KERAS3_LAYER_CHILDREN)
+
+
 def _meta_graph(buf: memoryview) -> MetaGraph:
     tags: list[str] = []
     sigs: list[Signature] = []
     tf_version = None
     ops: set[str] = set()
     graph_def: memoryview | None = None
+    keras3 = False
     for f, _, v in iter_fields(buf):
         if f == 1:  # MetaInfoDef
             for mf, _, mv in iter_fields(as_bytes(v)):
@@ -147,6 +190,8 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
         elif f == 5:
             k, sv = _map_entry(as_bytes(v))
             sigs.append(_signature_def(k, sv))
+        elif f == 7:
+            keras3 = keras3_layers_tracked(as_bytes(v))
     if graph_def is not None:
         # Not every exporter writes stripped_op_list; an op name's bytes in the graph are a
         # cheap, sufficient sign that the op is used.
@@ -155,7 +200,8 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
             if op.encode() in raw:
                 ops.add(op)
     sigs.sort(key=lambda s: (s.name != "serving_default", s.name))
-    return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops)
+    return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops,
+                     keras3_layers=keras3)
 
 
 def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModelInfo:
