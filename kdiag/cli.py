@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 
 import click
 
@@ -94,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(2 if e.exit_code in (1, 2) else e.exit_code)
     except KdiagError as e:
-        if debug:
-            raise
+        if debug:  # the traceback as well, and the same exit code as without --debug
+            traceback.print_exc()
         click.echo(f"kdiag: {e}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except Exception as e:  # a bug in kdiag: still one paragraph, with a pointer to --debug
         if debug:
-            raise
+            traceback.print_exc()
+            click.echo(f"kdiag: internal error: {type(e).__name__}: {e}.", err=True)
+            sys.exit(2)
         click.echo(f"kdiag: internal error: {type(e).__name__}: {e}. "
                    "Run again with --debug for the traceback and report it.", err=True)
         sys.exit(2)

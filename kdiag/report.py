@@ -97,13 +97,17 @@ def findings_table(con: Console, findings: list[Finding], *, show_info: bool = T
         con.print("[green]No findings.[/green]")
         return
     order = {"error": 0, "warning": 1, "info": 2}
+    # The root cause first, then the findings that stand on their own, then its consequences.
+    shown.sort(key=lambda f: f.consequence_of is not None)
     t = Table(title="Findings", title_justify="left", show_lines=True, expand=False)
     t.add_column("code", no_wrap=True)
     t.add_column("severity", no_wrap=True)
     t.add_column("stage", no_wrap=True)
     t.add_column("what and fix")
-    for f in sorted(shown, key=lambda f: order[f.severity]):
+    for f in sorted(shown, key=lambda f: (f.consequence_of is not None, order[f.severity])):
         cell = escape(f.message)
+        if f.consequence_of:
+            cell = f"[dim]follows from {f.consequence_of}:[/dim] " + cell
         if f.fix:
             cell += f"\n[bold]fix:[/bold] {escape(f.fix)}"
         t.add_row(f.code, f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]", f.stage, cell)
@@ -198,15 +202,25 @@ def render_trace(records: list[StageRecord], con: Console) -> None:
 def render_validation(res, con: Console) -> None:
     """One payload: the stage table, the verdict, the findings, the corrected payload."""
     render_trace(res.records, con)
-    if res.accepted:
+    root = next((f for f in res.findings if f.code == getattr(res, "root_cause", None)), None)
+    if res.accepted and root is not None:
+        con.print(f"[bold red]answered {res.status}, but wrong[/bold red]: root cause "
+                  f"{root.code} at {root.stage}")
+    elif res.accepted:
         con.print(f"[green]accepted[/green]: the endpoint answers {res.status}"
                   + (f" ({escape(res.content_type)})" if res.content_type else ""))
+    elif res.status is None and getattr(res, "status_candidates", None):
+        from kdiag.path.signature_stage import GRAPH_DECIDES
+
+        con.print(f"[bold red]error[/bold red] at [bold]{res.stage}[/bold]: TF Serving passes "
+                  f"the tensors on unchecked; {GRAPH_DECIDES} (kdiag replay with the model "
+                  "says which)")
     else:
         con.print(f"[bold red]rejected[/bold red] at [bold]{res.stage}[/bold]: the container "
                   f"answers {res.status}, boto3 raises ModelError" if res.stage != "wire" else
                   f"[bold red]rejected[/bold red] at [bold]wire[/bold]: SageMaker refuses the "
                   f"request ({res.status}) before the container")
-        if res.error:
+        if res.error and res.status is not None:
             con.print("error body: " + escape(" ".join(res.error.split())[:600]))
     if res.tfs_request is not None:
         text = res.tfs_request
@@ -238,7 +252,9 @@ def render_validation_batch(results: list, con: Console) -> None:
     t.add_column("verdict")
     for r in results:
         style = "green" if r.accepted else "red"
-        t.add_row(escape(r.name or ""), f"[{style}]{r.status}[/]", escape(one_line(r)))
+        style = "green" if r.accepted and not r.root_cause else "red"
+        status = "?" if r.status is None else str(r.status)
+        t.add_row(escape(r.name or ""), f"[{style}]{status}[/]", escape(one_line(r)))
     con.print(t)
     ok = sum(r.accepted for r in results)
     con.print(f"{ok} accepted, {len(results) - ok} rejected")

@@ -413,8 +413,8 @@ def run_check(opts: CheckOptions) -> CheckResult:
     finding in a case."""
     from kdiag.model.inspection import inspect_model
 
-    if opts.fail_on not in ("error", "warning", "info"):
-        raise KdiagError(f"fail_on must be error, warning or info (got {opts.fail_on!r}).")
+    if opts.fail_on not in ("error", "warning", "info", "never"):
+        raise KdiagError(f"fail_on must be error, warning, info or never (got {opts.fail_on!r}).")
     if not Path(opts.model).exists():
         raise KdiagError(f"Model {opts.model} does not exist: pass a SavedModel folder, a "
                          "version parent, a .keras file or a model.tar.gz (or set model in "
@@ -534,7 +534,8 @@ def _validate_all(cases: list[CheckCase], payloads: list[_Payload], target, opts
     vopts = ValidateOptions(framework_version=opts.framework_version, code_dir=opts.code_dir,
                             signature_name=opts.signature_name, model_name=target.model_name,
                             versions=target.versions, has_requirements=target.has_requirements,
-                            has_lib=target.has_lib)
+                            has_lib=target.has_lib,
+                            artifact_findings=[f for f in target.findings if f.code != "KD230"])
     accepted = []
     for p in payloads:
         t0 = time.perf_counter()

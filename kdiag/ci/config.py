@@ -21,7 +21,7 @@ from typing import Any
 from kdiag.errors import KdiagError
 
 CONFIG_FILES = ("kdiag.toml", "pyproject.toml")
-FAIL_ON = ("error", "warning", "info")
+FAIL_ON = ("error", "warning", "info", "never")
 
 
 @dataclass

@@ -115,7 +115,7 @@ def check_suite(result: CheckResult) -> JUnitSuite:
     """
     from kdiag.diagnosis.findings import SEVERITY_RANK
 
-    threshold = SEVERITY_RANK[result.fail_on]
+    threshold = SEVERITY_RANK.get(result.fail_on, len(SEVERITY_RANK))  # never: above all
     suite = JUnitSuite(name=f"kdiag check {result.model}", seconds=result.seconds,
                        output=f"model: {result.model}\nconfig: {result.config_source or 'none'}"
                               f"\nfail-on: {result.fail_on}\nmodel run: "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import exit_with
+from kdiag.commands._common import FAIL_ON_CHOICES, exit_with
 
 EPILOG = """\b
 Examples:
@@ -55,7 +55,7 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
               ".npy/.npz, or a TF Serving response).")
 @click.option("--atol", type=float, help="Absolute tolerance for --golden [default: 1e-5].")
 @click.option("--rtol", type=float, help="Relative tolerance for --golden [default: 1e-5].")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]),
+@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES),
               help="Exit 1 when a finding is at or above this severity [default: error].")
 @click.option("--signature-name", help="The signature your clients call (default "
               "serving_default).")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import emit_json, exit_with, fail_on_option, format_option
 
 EPILOG = """\b
 Examples:
@@ -21,7 +21,8 @@ Examples:
 JSON output: validate's keys (accepted, status, stage, error, tfs_request, tfs_target,
 tensors, findings, fixed_payload, stages) plus response {status, content_type, body, boto3},
 outputs (the model's dtype/shape), client_decode, and notebook (with --keras).
-Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage error.
+Exit codes: 1 exactly when a finding is at or above --fail-on (a rejection, a 200 computed
+from a broadcast input, a notebook disagreement are errors), else 0; 2 usage error.
 """
 
 
@@ -65,13 +66,14 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("--atol", type=float, default=1e-5, show_default=True)
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
 @format_option
+@fail_on_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
             client_input: str | None, unsafe_keras: bool, capture: str | None,
             endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
-            shard: str | None, atol: float, rtol: float, fmt: str) -> None:
+            shard: str | None, atol: float, rtol: float, fmt: str, fail_on: str) -> None:
     """Run PAYLOAD through the real model exactly as the endpoint would, and show every stage:
     wire, container, TF Serving's parse, the graph, TF Serving's response, the container's
     answer, what boto3 returns or raises, and what your JSON deserializer hands back.
@@ -94,7 +96,7 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
         _replay_capture(model, capture, framework_version=framework_version, code_dir=code_dir,
                         model_name=model_name, endpoint_url=endpoint_url, limit=limit,
                         since=since, until=until, shard=shard, max_batch=max_batch,
-                        atol=atol, rtol=rtol, fmt=fmt)
+                        atol=atol, rtol=rtol, fmt=fmt, fail_on=fail_on)
         return
     if payload is None:
         raise KdiagError("Give a PAYLOAD (file, - for stdin, or a folder) or --capture PATH.")
@@ -129,8 +131,10 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
             render_replay(results[0], con)
         else:
             render_validation_batch(results, con)
-    differs = any(r.notebook and r.notebook.get("verdict") != "agree" for r in results)
-    exit_with(1 if differs or any(not r.accepted for r in results) else 0)
+    from kdiag.diagnosis.findings import fails
+
+    # A rejection, a broadcast answer and a notebook disagreement are each an error finding.
+    exit_with(1 if any(fails(r.findings, fail_on) for r in results) else 0)
 
 
 def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
@@ -167,7 +171,8 @@ def _write_results(out: Path, results) -> None:
 
 
 def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,
-                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt) -> None:
+                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt,
+                    fail_on: str) -> None:
     from rich.progress import Progress
 
     from kdiag.commands.diff import _parse_when, render
@@ -191,7 +196,9 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                 task = bar.add_task("replaying capture", total=limit)
                 result = replay_capture(endpoint, capture,
                                         progress=lambda n: bar.advance(task, n), **kwargs)
-    failed = not result.comparison.ok
+    from kdiag.diagnosis.findings import fails
+
+    failed = fails(result.comparison.findings, fail_on)
     if fmt == "json":
         emit_json(result.to_json())
     else:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import emit_json, exit_with, fail_on_option, format_option
 
 EPILOG = """\b
 Examples:
@@ -22,7 +22,8 @@ Examples:
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
 findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes},
 stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
-Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or unreadable input.
+Exit codes: 1 exactly when a finding is at or above --fail-on (a rejected payload has an
+error finding), else 0; 2 usage error or unreadable input.
 """
 
 
@@ -53,8 +54,7 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies: "
               "validate every line as its own request.")
 @format_option
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
-              show_default=True, help="Also exit 1 when a finding is at or above this severity.")
+@fail_on_option
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
@@ -78,13 +78,13 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
                            signature_name=signature_name, endpoint_kind=endpoint_kind,
                            model_name=target.model_name, versions=target.versions,
                            has_requirements=target.has_requirements, has_lib=target.has_lib,
-                           misplaced_code=target.misplaced_code)
+                           misplaced_code=target.misplaced_code,
+                           artifact_findings=target.findings)
     results = []
     for name, body, ct in iter_bodies(payload, each_line=each_line, content_type=content_type):
         req = Request(body=body, content_type=ct, accept=accept,
                       custom_attributes=custom_attributes)
         res = validate(req, target.signatures, opts, name=name)
-        res.findings = target.findings + res.findings
         results.append(res)
     single = len(results) == 1 and not (Path(payload).is_dir() or each_line)
     if fmt == "json":
@@ -100,5 +100,6 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
             render_validation(results[0], con)
         else:
             render_validation_batch(results, con)
-    bad = any(not r.accepted or fails(r.findings, fail_on) for r in results)
+    # A rejected payload always carries its root cause as an error finding.
+    bad = any(fails(r.findings, fail_on) for r in results)
     exit_with(1 if bad else 0)

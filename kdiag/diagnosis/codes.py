@@ -95,14 +95,15 @@ CODES: dict[str, str] = {
     "KD320": "classify/regress request: not checked against the signature",
     "KD321": "TF Serving accepts the body but ignores or alters part of it",
     # signature
-    "KD401": "tensor rank differs from the signature: the graph fails",
-    "KD402": "an inner dimension differs from the signature: the graph fails",
+    "KD401": "tensor rank differs from the signature: the graph decides (400, or 200 from it)",
+    "KD402": "an inner dimension differs from the signature: the graph decides (400, or 200)",
     "KD403": "batch size differs from a pinned batch axis",
     "KD410": "one image (H,W,C) sent bare: its rows became instances",
     "KD411": "missing batch axis",
     "KD412": "one level of nesting too many (batch axis added twice)",
     "KD413": "wrong feature count or image size",
     "KD414": "an image-decoding input got strings that are not image bytes (base64 without b64)",
+    "KD420": "200, but computed from an input the graph broadcast to the signature's shape",
     # model
     "KD500": "the graph failed on a request TF Serving accepted",
     "KD501": "tf.saved_model.save of a Keras 3 model: TF Serving cannot restore its variables",
@@ -118,6 +119,7 @@ CODES: dict[str, str] = {
     "KD661": "response larger than 6 MiB",
     "KD662": "OriginalMessage capped at 2048 characters",
     "KD663": "the container's error is an HTML page (nginx/gunicorn)",
+    "KD680": "a rejected request whose cause no rule names (the error body says it)",
     "KD670": "the response body is not JSON: a JSON deserializer raises",
     "KD671": "the client decodes float64 where the model returns float32",
     # comparison, notebook versus endpoint

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from kdiag.diagnosis.findings import Finding
+from kdiag.diagnosis.findings import Finding, assign_root_cause
 from kdiag.model.signature import Signature, format_shape
 from kdiag.payloads.recover import NoFix, recover
 
@@ -83,23 +83,29 @@ _TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
 ]
 
 
-def _wrapped_by_container(res: ValidationResult, req: Request) -> str | None:
-    """How the njs dispatcher treated a bare body: 'list' ([[ ...), 'one' (wrapped), or None."""
-    if res.tfs_request is None:
+def _wrapped_by_container(res: ValidationResult) -> str | None:
+    """How the njs dispatcher treated a bare body: 'list' ([[ ...), 'one' (wrapped), or None.
+
+    Read from the container stage's own decision (its regexes on the text, applied as the real
+    dispatcher applies them), never from the text again: whitespace and key order must not
+    change a diagnosis where the container treats the renderings alike.
+    """
+    return {"instances-list": "list", "wrapped": "one"}.get(res.container_mode or "")
+
+
+def _body_json(req: Request):
+    """The body as one JSON value, or None when it is not one JSON document."""
+    from kdiag.replays.outputs import loads
+
+    try:
+        return loads(req.body_bytes)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    body = req.body_bytes.decode("utf-8", "replace").lstrip()
-    fwd = res.tfs_request
-    if fwd == '{"instances":' + req.body_bytes.decode("utf-8", "replace") + "}" and body.startswith("[") \
-            and body[1:].lstrip().startswith("["):
-        return "list"
-    if fwd.startswith('{"instances":[') and fwd != req.body_bytes.decode("utf-8", "replace"):
-        return "one"
-    return None
 
 
-def _shape_rules(res: ValidationResult, req: Request, sig: Signature) -> list[Finding]:
+def _shape_rules(res: ValidationResult, sig: Signature) -> list[Finding]:
     out = []
-    wrapped = _wrapped_by_container(res, req)
+    wrapped = _wrapped_by_container(res)
     for name, t in res.tensors.items():
         spec = sig.inputs.get(name)
         if spec is None or spec.shape is None:
@@ -140,10 +146,32 @@ def _shape_rules(res: ValidationResult, req: Request, sig: Signature) -> list[Fi
     return out
 
 
-def _json_string_rule(res: ValidationResult, req: Request) -> Finding | None:
-    """{"input_data": "[[1.0, 2.0]]"}: a whole array JSON-encoded into a string."""
-    text = req.body_bytes.decode("utf-8", "replace")
-    if re.search(r'"\s*:\s*"\s*\[', text) or re.search(r'^\s*"\s*[\[{]', text):
+def _holds_json_text(value, depth: int = 0) -> bool:
+    """A string whose text is a JSON array or object, in the body's first levels."""
+    if depth > 3:
+        return False
+    if isinstance(value, str):
+        if value.lstrip()[:1] not in ("[", "{"):
+            return False
+        from kdiag.replays.outputs import loads
+
+        try:
+            return isinstance(loads(value), (list, dict))
+        except (ValueError, RecursionError):
+            return False
+    if isinstance(value, dict):
+        return any(_holds_json_text(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_json_text(v, depth + 1) for v in value[:8])
+    return False
+
+
+def _json_string_rule(req: Request) -> Finding | None:
+    """{"input_data": "[[1.0, 2.0]]"}: a whole array JSON-encoded into a string. Read from the
+    parsed body, so the rendering (spaces, line breaks, key order) does not matter."""
+    if (req.content_type or "").split(";")[0].strip().lower() == "text/csv":
+        return None
+    if _holds_json_text(_body_json(req)):
         return _f("KD302",
                   "The array was JSON-encoded twice: the body holds a JSON string whose text is "
                   "the array (\"[[1.0, 2.0]]\"), so TF Serving sees one string, not numbers.",
@@ -169,25 +197,89 @@ def _csv_header_rule(req: Request) -> Finding | None:
 
 
 def _wrapper_key_rule(res: ValidationResult, req: Request, sig: Signature) -> Finding | None:
-    """{"data": [...]} or {"input_data": ...}: a top-level key TF Serving does not know."""
-    if res.tfs_request is None or not res.tfs_request.startswith('{"instances":[{'):
+    """{"data": [...]} or {"input_data": ...}: a top-level key TF Serving does not know, which
+    the container wrapped as one instance (it found no "instances"/"inputs"/"examples" key)."""
+    if _wrapped_by_container(res) != "one":
         return None
-    text = req.body_bytes.decode("utf-8", "replace").lstrip()
-    m = re.match(r'\{\s*"([^"]+)"\s*:', text)
-    if m and m.group(1) not in sig.inputs:
+    doc = _body_json(req)
+    if not isinstance(doc, dict):
+        return None
+    unknown = [k for k in doc if k not in sig.inputs]
+    if unknown:
         return _f("KD308",
-                  f"The body's top-level key {m.group(1)!r} is neither \"instances\" nor "
+                  f"The body's top-level key {unknown[0]!r} is neither \"instances\" nor "
                   "\"inputs\": the container wraps the whole object as one instance, whose key "
                   f"matches no input of the signature ({', '.join(sig.inputs)}).",
                   "Send {\"instances\": [...]} (row format) or {\"inputs\": ...} (columnar).")
     return None
 
 
+def _broadcast_rule(res: ValidationResult, sig: Signature, root: Finding | None
+                    ) -> Finding | None:
+    """The graph answered 200 to tensors the signature does not take: an op broadcast them
+    (a Normalization, an add), so the numbers were computed from a malformed input."""
+    import numpy as np
+
+    if not res.accepted:
+        return None
+    for name, t in res.tensors.items():
+        spec = sig.inputs.get(name)
+        if spec is None or spec.shape is None:
+            continue
+        got = tuple(t["shape"])
+        exp = spec.shape
+        if len(got) == len(exp) and all(e in (-1, g) for e, g in zip(exp, got, strict=True)):
+            continue
+        try:
+            wide = np.broadcast_shapes(got, tuple(1 if d == -1 else d for d in exp))
+            into = f" broadcast to {format_shape(tuple(wide))}"
+        except ValueError:
+            into = ""
+        return Finding("KD420", "error", "model",
+                       f"{res.status}, but computed from a {format_shape(got)} input{into}: "
+                       f"{name!r} takes {format_shape(exp)}, and the graph broadcast it instead "
+                       "of failing, so the answer is wrong without any error.",
+                       root.fix if root is not None else f"Send {name!r} as {format_shape(exp)}.",
+                       consequence_of=root.code if root is not None else None)
+    return None
+
+
+# Root causes no request can fix: the artifact or the model must change.
+_MODEL_MUST_CHANGE = ("KD0", "KD5")
+
+
 def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
              opts: ValidateOptions, sig: Signature | None, *, propose_fix: bool = True) -> None:
-    """Add root-cause findings to `res` and, when it was rejected, a verified fixed payload."""
-    if sig is None or res.accepted:
-        return
+    """Add root-cause findings to `res`, name its one root cause (`res.root_cause`: the first
+    failing stage owns it, the other errors become its consequences) and, when a payload can
+    fix it, a verified fixed payload."""
+    roots: list[Finding] = []
+    shape_errors = any(f.stage == "signature" and f.code in ("KD401", "KD402")
+                       for f in res.findings)
+    if sig is not None and (not res.accepted or shape_errors):
+        roots = _root_rules(res, req, opts, sig)
+    known = {f.code for f in res.findings}
+    roots = [f for f in roots if f.code not in known]
+    res.root_cause, res.findings = assign_root_cause(roots + res.findings, preferred=roots)
+    if not res.accepted and res.root_cause is None:
+        # Every rejection carries an error, so the exit code follows the findings alone.
+        res.findings.insert(0, Finding("KD680", "error", res.stage or "container",
+                                       f"The request is rejected ({res.status} at stage "
+                                       f"{res.stage}) and no rule names why: {res.error or ''}"
+                                       [:400], "Read the error body above."))
+        res.root_cause = "KD680"
+    if sig is not None and shape_errors:
+        root = next((f for f in res.findings if f.code == res.root_cause), None)
+        broadcast = _broadcast_rule(res, sig, root)
+        if broadcast is not None:
+            res.findings.append(broadcast)
+    if propose_fix and sig is not None and res.root_cause and \
+            not res.root_cause.startswith(_MODEL_MUST_CHANGE):
+        _propose_fix(res, req, signatures, opts, sig)
+
+
+def _root_rules(res: ValidationResult, req: Request, opts: ValidateOptions, sig: Signature
+                ) -> list[Finding]:
     roots: list[Finding] = []
     message = res.error or ""
     if res.stage == "container" and res.status == 415 and opts.misplaced_code:
@@ -199,7 +291,7 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
                         "Put code/ at the top level of model.tar.gz: tar -czf model.tar.gz 1 "
                         "code"))
     if res.stage == "tfs-parse":
-        special = _json_string_rule(res, req) or _csv_header_rule(req) or \
+        special = _json_string_rule(req) or _csv_header_rule(req) or \
             _wrapper_key_rule(res, req, sig)
         if special:
             roots.append(special)
@@ -208,12 +300,9 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
                 if pattern.search(message):
                     roots.append(_f(code, text, fix))
                     break
-    elif res.stage == "signature":
-        roots += _shape_rules(res, req, sig)
-    known = {f.code for f in res.findings}
-    res.findings = [f for f in roots if f.code not in known] + res.findings
-    if propose_fix:
-        _propose_fix(res, req, signatures, opts, sig)
+    elif res.stage in ("signature", "model", None):
+        roots += _shape_rules(res, sig)
+    return roots
 
 
 def _round_floats(rec) -> None:
@@ -256,6 +345,13 @@ def _propose_fix(res: ValidationResult, req: Request, signatures: list[Signature
     except Exception as e:  # the builder refuses values it cannot write (KdiagError)
         res.findings.append(Finding("KD900", "info", res.stage or "container",
                                     f"No corrected payload: {e}", ""))
+        return
+    if req.content_type == "application/json" and _body_json(req) == _body_json(
+            Req(body=body.encode("utf-8"), content_type="application/json")):
+        # The same request again (only its spelling differs): no fix for this root cause.
+        res.findings.append(Finding("KD900", "info", res.stage or "container",
+                                    "No corrected payload: the request already is what kdiag "
+                                    "would send; the cause is not in the payload.", ""))
         return
     fixed_req = Req(body=body.encode("utf-8"), content_type="application/json",
                     accept=req.accept, custom_attributes=req.custom_attributes)

@@ -7,7 +7,7 @@ KD6xx response/runtime, KD7xx comparison, KD8xx endpoint (probe).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 Severity = Literal["error", "warning", "info"]
@@ -21,6 +21,10 @@ class Finding:
     stage: str
     message: str
     fix: str = ""
+    # The code of the payload's root cause when this finding only follows from it (the graph
+    # failing on a shape the signature stage already named, the runtime's ModelError for it):
+    # one root cause per payload, the rest listed as its consequences, not as rival errors.
+    consequence_of: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,9 +37,44 @@ def worst_severity(findings: list[Finding]) -> str | None:
 
 
 def fails(findings: list[Finding], fail_on: str = "error") -> bool:
-    """True when any finding is at or above `fail_on`: the CLI then exits 1."""
+    """True when any finding is at or above `fail_on` ("never": False): the CLI then exits 1."""
+    if fail_on == "never":
+        return False
     threshold = SEVERITY_RANK[fail_on]
     return any(SEVERITY_RANK[f.severity] >= threshold for f in findings)
+
+
+# The request path in order: the first failing stage owns a payload's root cause.
+STAGE_ORDER = ("artifact", "client", "wire", "container", "tfs-parse", "signature", "model",
+               "tfs-response", "container-response", "runtime", "client-decode")
+
+
+def stage_rank(stage: str) -> int:
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+
+
+def assign_root_cause(findings: list[Finding], preferred: list[Finding] | None = None
+                      ) -> tuple[str | None, list[Finding]]:
+    """(root-cause code, findings with every other error marked as its consequence).
+
+    The root is the first of `preferred` (the diagnosis rules' plain-words cause) when given,
+    else the error of the earliest stage. Errors are the only rivals: warnings and notes stand
+    on their own. The root is moved to the front.
+    """
+    errors = [f for f in findings if f.severity == "error" and f.consequence_of is None]
+    if not errors:
+        return None, findings
+    root = next((f for f in (preferred or []) if f in errors), None)
+    if root is None:
+        root = min(errors, key=lambda f: stage_rank(f.stage))
+    out = [root]
+    for f in findings:
+        if f is root:
+            continue
+        if f.severity == "error" and f.consequence_of is None:
+            f = replace(f, consequence_of=root.code)
+        out.append(f)
+    return root.code, out
 
 
 def explain_errors(findings: list[Finding]) -> str:

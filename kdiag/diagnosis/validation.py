@@ -17,6 +17,7 @@ from kdiag.model.signature import Signature, format_shape, pick_signature
 from kdiag.path.container import Request, generation_for
 from kdiag.path.request_path import RequestPath, caller_view, tensor_summary
 from kdiag.path.runtime import validation_error
+from kdiag.path.signature_stage import GRAPH_DECIDES
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
 from kdiag.path.wire import check_wire
@@ -34,12 +35,17 @@ class ValidateOptions:
     has_requirements: bool = False  # code/requirements.txt without --code (selects the path)
     has_lib: bool = False
     misplaced_code: str | None = None  # an inference.py the container will not find (KD002)
+    # Findings about the model that concern every request (KD230, KD501 read from the file):
+    # part of each payload's result, so its root cause can be the model itself.
+    artifact_findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
 class ValidationResult:
     accepted: bool
-    status: int
+    # None when the graph decides and no model ran: then `status_candidates` holds the answers
+    # it can give (400 if an op checks the axis, 200 computed from the malformed input).
+    status: int | None
     stage: str | None
     error: str | None
     tfs_request: str | None = None
@@ -51,10 +57,16 @@ class ValidationResult:
     content_type: str | None = None  # of the container's answer
     response_body: str | None = None  # the container's answer (zeros for predictions when 2xx)
     name: str | None = None  # the payload's file or record id in batch runs
+    status_candidates: tuple[int, ...] | None = None
+    container_mode: str | None = None  # how the container treated the body (see Invocation)
+    root_cause: str | None = None  # the code of the one root cause; other errors follow from it
 
     def to_json(self) -> dict:
         doc = {
-            "accepted": self.accepted, "status": self.status, "stage": self.stage,
+            "accepted": self.accepted, "status": self.status,
+            "status_candidates": None if self.status_candidates is None
+            else list(self.status_candidates),
+            "root_cause": self.root_cause, "stage": self.stage,
             "error": self.error, "tfs_request": self.tfs_request, "tfs_target": self.tfs_target,
             "tensors": self.tensors, "findings": [f.to_dict() for f in self.findings],
             "fixed_payload": self.fixed_payload,
@@ -71,6 +83,13 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
     opts = opts or ValidateOptions()
     res = _walk(req, signatures, opts)
     res.name = name
+    if opts.artifact_findings:
+        res.findings = list(opts.artifact_findings) + res.findings
+        if res.accepted and any(f.code == "KD501" for f in opts.artifact_findings):
+            # The path accepts the request, and the graph then fails to read its variables
+            # (FAILED_PRECONDITION, which TF Serving answers with 400), as replay shows.
+            res.accepted, res.status, res.stage = False, 400, "model"
+            res.status_candidates = None
     sig = pick_signature(signatures, opts.signature_name) if signatures else None
     diagnose(res, req, signatures, opts, sig, propose_fix=propose_fix)
     return res
@@ -88,14 +107,19 @@ def _walk(req: Request, signatures: list[Signature], opts: ValidateOptions) -> V
     rt = caller_view(inv, request_id="kdiag-validate")
     accepted = inv.ok and rt.ok
     body = inv.body.decode("utf-8", "replace")
+    candidates = inv.status_candidates if inv.status_candidates and \
+        len(inv.status_candidates) > 1 else None
     return ValidationResult(
-        accepted, inv.status, inv.stage,
+        accepted, None if candidates else inv.status, inv.stage,
         None if accepted else (rt.message if inv.wire_rejected else body),
         tfs_request=inv.tfs_request, tfs_target=inv.tfs_target,
         tensors=tensor_summary(inv.tensors),
-        findings=inv.findings + [f for f in rt.findings if f.code == "KD660"],
+        # ModelError names a status; when the graph decides, no status is known offline.
+        findings=inv.findings + [f for f in rt.findings
+                                 if f.code == "KD660" and candidates is None],
         records=inv.records + ([rt.record] if rt.record else []),
-        content_type=inv.content_type, response_body=None if inv.wire_rejected else body)
+        content_type=inv.content_type, response_body=None if inv.wire_rejected else body,
+        status_candidates=candidates, container_mode=inv.container_mode)
 
 
 def _straight_to_tfs(req: Request, signatures: list[Signature],
@@ -121,10 +145,18 @@ def _straight_to_tfs(req: Request, signatures: list[Signature],
 
 def one_line(res: ValidationResult) -> str:
     """The verdict in one line, for batch reports."""
-    if res.accepted:
+    root = next((f for f in res.findings if f.code == res.root_cause), None)
+    if res.accepted and root is None:
         shapes = ", ".join(f"{k} {format_shape(tuple(v['shape']))}" for k, v in res.tensors.items())
         return f"accepted ({res.status}) {shapes}"
-    head = next((f for f in reversed(res.findings) if f.severity == "error"
-                 and f.code[2] in "1234"), None)
-    return f"rejected ({res.status}) at {res.stage}: " + (
-        head.message if head else excerpt(res.error or "", 160))
+    if res.accepted:
+        return f"answered {res.status}, but {root.code}: {root.message}"
+    return f"rejected ({status_text(res)}) at {res.stage}: " + (
+        f"{root.code}: {root.message}" if root else excerpt(res.error or "", 160))
+
+
+def status_text(res: ValidationResult) -> str:
+    """The status as known: a number, or what the graph may answer when it decides."""
+    if res.status is None and res.status_candidates:
+        return "status unknown offline, " + GRAPH_DECIDES
+    return str(res.status)

@@ -402,7 +402,8 @@ def _predict(res: ProbeResult, opts: ProbeOptions, target: Target | None, fv: st
 
     vopts = ValidateOptions(framework_version=fv, signature_name=opts.signature_name,
                             model_name=model_name, versions=target.versions,
-                            has_requirements=target.has_requirements, has_lib=target.has_lib)
+                            has_requirements=target.has_requirements, has_lib=target.has_lib,
+                            artifact_findings=[f for f in target.findings if f.code != "KD230"])
     for p in res.payloads:
         p.prediction = validate(p.request, target.signatures, vopts, name=p.name)
 

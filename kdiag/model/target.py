@@ -34,6 +34,8 @@ def target_from_artifact(art: ModelArtifact, *, code_dir: Path | None = None,
         raise KdiagError(f"{art.path} has no serving signature kdiag could read. "
                          + explain_errors(art.findings))
     target = Target(signatures=art.signatures)
+    # What the file says about every request (KD501: variables TF Serving cannot restore).
+    target.findings += [f for f in art.findings if f.code == "KD501"]
     lay = art.layout
     if art.kind == "archive" and art.model_name:
         target.model_name = art.model_name

@@ -50,6 +50,12 @@ class Invocation:
     model_error: str | None = None
     wire_rejected: bool = False
     signature_name: str | None = None  # the signature TF Serving ran (signature_name or default)
+    # How the container treated the body (njs: "tfs-json", "json-lines", "instances-list",
+    # "wrapped", "csv"; Python: "raw", "handler"): diagnosis reads this, never the text again.
+    container_mode: str | None = None
+    # The graph, not TF Serving, decides this request (a shape TF Serving passes on unchecked)
+    # and no model ran: the status is one of these, not known offline.
+    status_candidates: tuple[int, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,6 +75,7 @@ class _Pending:
     tfs: TfServingEmulator
     prep: Prepared | None
     done: Invocation | None = None
+    mode: str | None = None
 
 
 class RequestPath:
@@ -143,19 +150,20 @@ class RequestPath:
                              if cres.tfs_requests else None, target,
                              dict(last.parse.tensors) if last and last.parse and last.parse.ok
                              else {}, last.outputs if last else None,
-                             last.model_error if last else None)
+                             last.model_error if last else None, container_mode="handler")
             return _Pending(req, records, findings, "python", None, target, tfs, None, inv)
         if cres.forwarded is None:
             inv = Invocation(cres.status or 500, cres.content_type,
                              (cres.body or "").encode("utf-8"), "container", records, findings,
-                             None, target)
+                             None, target, container_mode=cres.mode)
             return _Pending(req, records, findings, cres.path, None, target, tfs, None, inv)
         # A pass-through body reaches TF Serving as the client's own bytes; handing those over
         # (not the decoded text) spares a copy of every large body.
         utf8 = not any(f.code == "KD109" for f in checked.findings)
         prep = tfs.prepare(req.body_bytes if cres.mode == "tfs-json" and utf8 else cres.forwarded,
                            cres.target)
-        pending = _Pending(req, records, findings, cres.path, cres.forwarded, target, tfs, prep)
+        pending = _Pending(req, records, findings, cres.path, cres.forwarded, target, tfs, prep,
+                           mode=cres.mode)
         if prep.answer is not None:
             pending.done = self._respond(pending, prep.answer)
         return pending
@@ -177,7 +185,10 @@ class RequestPath:
                           p.findings + ans.findings + resp.findings, p.forwarded, p.target,
                           dict(ans.parse.tensors) if ok_parse else {}, ans.outputs,
                           ans.model_error,
-                          signature_name=ans.parse.signature_name if ok_parse else None)
+                          signature_name=ans.parse.signature_name if ok_parse else None,
+                          container_mode=p.mode,
+                          status_candidates=None if ans.status_candidates is None
+                          else tuple(dict.fromkeys((status, 200))))
 
 
 _HANDLERS: dict[tuple[Path, float], Handlers] = {}

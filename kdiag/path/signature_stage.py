@@ -17,6 +17,12 @@ from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, format_shape
 from kdiag.path.trace import StageRecord
 
+# TF Serving never checks dimensions (json_tensor.cc builds whatever the JSON holds): whether a
+# wrong rank or size fails depends on the graph's first ops. A Dense layer's MatMul checks the
+# last axis; a Normalization, an add or a multiply broadcasts (fixtures/models/normalized).
+GRAPH_DECIDES = ("the graph decides: 400 if it checks this axis, otherwise 200 computed from a "
+                 "malformed input")
+
 
 @dataclass
 class Mismatch:
@@ -99,7 +105,7 @@ def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCh
         if m.kind == "rank":
             msg = (f"Input {m.input!r} is {format_shape(m.got)} (rank {len(m.got)}) but the "
                    f"signature expects {format_shape(exp)} (rank {len(exp)}): TF Serving passes it "
-                   f"on unchecked and the graph fails with 400 ({_graph_hint(exp, m.got)}).")
+                   f"on unchecked, and {GRAPH_DECIDES} ({_graph_hint(exp, m.got)}).")
         elif m.kind == "batch":
             msg = (f"Input {m.input!r} holds {m.got[0]} instance(s) but the signature pins the "
                    f"batch axis at {exp[0]}: TF Serving does not enforce it and most graphs run, "
@@ -107,7 +113,8 @@ def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCh
         else:
             msg = (f"Input {m.input!r} is {format_shape(m.got)} but the signature expects "
                    f"{format_shape(exp)}: axis {m.axis} is {m.got[m.axis or 0]}, not "
-                   f"{exp[m.axis or 0]}; the graph fails with 400 ({_graph_hint(exp, m.got)}).")
+                   f"{exp[m.axis or 0]}; TF Serving passes it on unchecked, and {GRAPH_DECIDES} "
+                   f"({_graph_hint(exp, m.got)}).")
         code = {"rank": "KD401", "dim": "KD402", "batch": "KD403"}[m.kind]
         out.findings.append(Finding(code, "warning" if m.kind == "batch" else "error",
                                     "signature", msg, f"Send {m.input!r} as {format_shape(exp)}."))

@@ -34,6 +34,9 @@ class TfsAnswer:
     stage: str | None = None  # failing stage when TF Serving or the graph rejects
     outputs: dict[str, np.ndarray] | None = None  # the model's outputs (replay only)
     model_error: str | None = None  # TensorFlow's message when the graph failed
+    # Predicted without the model for a shape TF Serving passes on unchecked: the graph
+    # answers one of these (400 if an op checks the axis, else 200 from a malformed input).
+    status_candidates: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -45,6 +48,9 @@ class Prepared:
     signature: Signature | None = None
     findings: list[Finding] = field(default_factory=list)
     shape_ok: bool = True
+    # Only rank/dimension mismatches: whether the graph fails on them depends on its ops
+    # (a Dense layer checks the last axis, a Normalization or an add broadcasts).
+    graph_decides: bool = False
 
 
 def parse_record(parse: tfserving.TfsParse) -> StageRecord:
@@ -148,7 +154,9 @@ class TfServingEmulator:
         check = check_tensors(parse.tensors, sig)
         self.records.append(check.record)
         found += check.findings
-        return Prepared(None, parse, sig, found, check.ok)
+        graph_decides = not check.ok and all(m.kind in ("rank", "dim", "batch")
+                                             for m in check.mismatches)
+        return Prepared(None, parse, sig, found, check.ok, graph_decides)
 
     def finish(self, prep: Prepared, result=None) -> TfsAnswer:
         """The answer once the model ran (`result`: a RunResult), or predicted without it."""
@@ -161,7 +169,8 @@ class TfServingEmulator:
                 # (INVALID_ARGUMENT); the op's words depend on the graph, the cause does not.
                 text = tfserving.error_body(
                     f"(predicted graph error) {prep.findings[-1].message}", **self.kwargs)
-                return TfsAnswer(400, text, parse, prep.findings, "signature")
+                return TfsAnswer(400, text, parse, prep.findings, "signature",
+                                 status_candidates=(400, 200) if prep.graph_decides else None)
             batch = next((int(np.shape(a)[0]) for a in parse.tensors.values() if np.ndim(a)), 1)
             return TfsAnswer(200, placeholder_response(sig, batch, parse.format or "row"), parse,
                              prep.findings, None)

@@ -114,7 +114,10 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     from kdiag.diagnosis.diagnose import diagnose
 
     records = list(inv.records)
-    findings = [*endpoint.target_findings, *inv.findings]
+    model = _model_findings(inv)
+    # KD501 read from the file and KD501 seen by running are one finding.
+    same = {f.code for f in model}
+    findings = [*(f for f in endpoint.target_findings if f.code not in same), *inv.findings]
     rt = caller_view(inv, endpoint_name=endpoint_name)
     records += [rt.record] if rt.record else []
     findings += [f for f in rt.findings if f.code != "KD660" or not inv.ok]
@@ -130,7 +133,7 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
         accepted=accepted, status=inv.status, stage=inv.stage,
         error=None if accepted else (rt.message if inv.wire_rejected else body_text),
         tfs_request=inv.tfs_request, tfs_target=inv.tfs_target,
-        tensors=tensor_summary(inv.tensors), findings=_model_findings(inv) + findings,
+        tensors=tensor_summary(inv.tensors), findings=model + findings,
         records=records, content_type=inv.content_type, response_body=body_text, name=name,
         response={"status": inv.status, "content_type": inv.content_type, "body": body_text,
                   "boto3": ({"returns": {"ContentType": inv.content_type,
@@ -144,8 +147,9 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     opts = ValidateOptions(framework_version=endpoint.gen.framework_version,
                            model_name=endpoint.model_name, versions=endpoint.versions,
                            code_dir=endpoint.code_dir)
-    if not accepted:
-        diagnose(res, req, endpoint.signatures, opts, sig)
+    res.container_mode = inv.container_mode
+    # Always: an accepted answer can still have a root cause (a shape the graph broadcast).
+    diagnose(res, req, endpoint.signatures, opts, sig)
     return res
 
 
