@@ -305,6 +305,19 @@ def _root_rules(res: ValidationResult, req: Request, opts: ValidateOptions, sig:
     return roots
 
 
+def _same_json(a: bytes, b: str) -> bool:
+    """The same JSON value, types included (1.0 is not 1), whatever the spelling."""
+    import orjson
+
+    from kdiag.replays.outputs import loads
+
+    try:
+        opt = orjson.OPT_SORT_KEYS
+        return orjson.dumps(loads(a), option=opt) == orjson.dumps(loads(b), option=opt)
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
+        return False
+
+
 def _round_floats(rec) -> None:
     """Field notes §9: a JSON float costs ~20 bytes; 3 decimals keep most models' accuracy and
     cut a body to about a third. The model is untouched; the user decides if 1e-3 is enough."""
@@ -346,8 +359,7 @@ def _propose_fix(res: ValidationResult, req: Request, signatures: list[Signature
         res.findings.append(Finding("KD900", "info", res.stage or "container",
                                     f"No corrected payload: {e}", ""))
         return
-    if req.content_type == "application/json" and _body_json(req) == _body_json(
-            Req(body=body.encode("utf-8"), content_type="application/json")):
+    if req.content_type == "application/json" and _same_json(req.body_bytes, body):
         # The same request again (only its spelling differs): no fix for this root cause.
         res.findings.append(Finding("KD900", "info", res.stage or "container",
                                     "No corrected payload: the request already is what kdiag "

@@ -58,10 +58,12 @@ def assign_root_cause(findings: list[Finding], preferred: list[Finding] | None =
     """(root-cause code, findings with every other error marked as its consequence).
 
     The root is the first of `preferred` (the diagnosis rules' plain-words cause) when given,
-    else the error of the earliest stage. Errors are the only rivals: warnings and notes stand
-    on their own. The root is moved to the front.
+    else the error of the earliest stage. Errors on the request path are the only rivals:
+    warnings, notes and verdicts about something else (an endpoint that disagrees with the
+    local run, a check) stand on their own. The root is moved to the front.
     """
-    errors = [f for f in findings if f.severity == "error" and f.consequence_of is None]
+    errors = [f for f in findings if f.severity == "error" and f.consequence_of is None
+              and f.stage in STAGE_ORDER]
     if not errors:
         return None, findings
     root = next((f for f in (preferred or []) if f in errors), None)
@@ -71,7 +73,7 @@ def assign_root_cause(findings: list[Finding], preferred: list[Finding] | None =
     for f in findings:
         if f is root:
             continue
-        if f.severity == "error" and f.consequence_of is None:
+        if f.severity == "error" and f.consequence_of is None and f.stage in STAGE_ORDER:
             f = replace(f, consequence_of=root.code)
         out.append(f)
     return root.code, out

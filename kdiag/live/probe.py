@@ -81,6 +81,9 @@ class PayloadResult:
     prediction: ValidationResult | None = None
     live: InvokeOutcome | None = None
     agreement: str = "not-compared"  # "agree" | "disagree" | "not-compared"
+    # The payload's one root cause, the same code validate and replay name: the local run's
+    # when the model ran here, else the prediction's.
+    root_cause: str | None = None
     replay: dict | None = None
     logs: dict | None = None
     findings: list[Finding] = field(default_factory=list)
@@ -103,6 +106,9 @@ class PayloadResult:
         p = self.prediction
         if p is None:
             return "no prediction"
+        if p.status is None and p.status_candidates:
+            return ("an error the graph answers with "
+                    + " or ".join(str(s) for s in p.status_candidates) + f" at {p.stage}")
         return f"{p.status} accepted" if p.accepted else f"{p.status} at {p.stage}"
 
     def to_json(self) -> dict:
@@ -114,8 +120,11 @@ class PayloadResult:
             "request": {"content_type": req.content_type, "accept": req.accept,
                         "custom_attributes": req.custom_attributes, "bytes": len(body),
                         "body_excerpt": excerpt(body, BODY_EXCERPT)},
+            "root_cause": self.root_cause,
             "prediction": None if p is None else {
-                "accepted": p.accepted, "status": p.status, "stage": p.stage,
+                "accepted": p.accepted, "status": p.status,
+                "status_candidates": None if p.status_candidates is None
+                else list(p.status_candidates), "root_cause": p.root_cause, "stage": p.stage,
                 "error": None if p.error is None else excerpt(p.error, 500),
                 "tfs_request": None if p.tfs_request is None else excerpt(p.tfs_request, 500),
                 "findings": [f.to_dict() for f in p.findings]},
@@ -222,10 +231,15 @@ def probe(endpoint_name: str, opts: ProbeOptions | None = None, *,
         elif not serving:
             pass  # KD800 says why nothing was sent
         else:
+            from kdiag.model.runner import tensorflow_available
+
+            runs_here = local_model is not None and opts.replay and tensorflow_available()
             _send(res, opts, clients, endpoint_name, budget, limiter)
-            _analyse(res, opts, clients, desc)
+            _analyse(res, opts, clients, desc, runs_here)
             if local_model is not None and opts.replay:
                 _replay(res, opts, local_model, fv, model_name)
+        for p in res.payloads:
+            _root_cause(p)
     finally:
         if fetched is not None:
             fetched.cleanup()
@@ -460,14 +474,14 @@ def diagnose_message(message: str) -> list[Finding]:
 
 
 def _analyse(res: ProbeResult, opts: ProbeOptions, clients: AwsClients,
-             desc: EndpointDescription) -> None:
+             desc: EndpointDescription, runs_here: bool = False) -> None:
     failures: list[PayloadResult] = []
     for p in res.payloads:
         live = p.live
         if live is None or live.kind == "budget":
             continue
         p.findings += _live_findings(p, live)
-        _agreement(p, res)
+        _agreement(p, res, runs_here)
         if live.kind in ("model-error", "timeout", "service"):
             failures.append(p)
     if failures and opts.logs:
@@ -518,11 +532,22 @@ def _live_findings(p: PayloadResult, live: InvokeOutcome) -> list[Finding]:
     return out
 
 
-def _agreement(p: PayloadResult, res: ProbeResult) -> None:
+def _agreement(p: PayloadResult, res: ProbeResult, runs_here: bool = False) -> None:
+    """The prediction against the live answer. The deployment is blamed only by the local run
+    of the same model (KD823 in _replay) when there is one: a prediction made without the
+    model cannot tell a graph that decides otherwise from another deployment."""
     pred, live = p.prediction, p.live
     if pred is None or live is None or live.kind not in ("ok", "model-error"):
         return
     live_status = live.status if live.ok else live.original_status_code
+    if pred.status is None and pred.status_candidates:
+        # The graph decides: any of its answers agrees with the prediction.
+        p.agreement = "agree" if live_status in pred.status_candidates else "disagree"
+        if p.agreement == "agree" or runs_here:
+            return
+    elif runs_here and (pred.accepted != live.ok or (not live.ok and pred.status != live_status)):
+        p.agreement = "disagree"
+        return
     pred_ok = pred.accepted
     told = {"--signature": "the signature given", "--model": "the model given",
             "s3": "the endpoint's own model.tar.gz", "inferred": "the inferred signature"}.get(
@@ -548,6 +573,27 @@ def _agreement(p: PayloadResult, res: ProbeResult) -> None:
         "container, or an inference.py).",
         "Check the endpoint's model (ModelDataUrl, image) against what you gave kdiag; "
         "--fetch-model uses the endpoint's own artifact."))
+
+
+def _root_cause(p: PayloadResult) -> None:
+    """Name the payload's root cause in its findings (the local run's, else the prediction's)
+    and mark the other request-path errors as its consequences."""
+    from kdiag.diagnosis.findings import assign_root_cause
+
+    pred = p.prediction
+    code = p.root_cause or (pred.root_cause if pred is not None else None)
+    if code is None:
+        return
+    p.root_cause = code
+    source = pred.findings if pred is not None else []
+    root = next((f for f in source if f.code == code), None)
+    have = {f.code for f in p.findings}
+    if root is not None and code not in have:
+        root = Finding(root.code, root.severity, root.stage, f"{p.name}: {root.message}",
+                       root.fix)
+        p.findings.insert(0, root)
+    preferred = [f for f in p.findings if f.code == code]
+    _, p.findings = assign_root_cause(p.findings, preferred=preferred[:1])
 
 
 def _error_text(body: str | None) -> str | None:
@@ -655,6 +701,8 @@ def _replay(res: ProbeResult, opts: ProbeOptions, model: str, fv: str | None,
                                    "seconds": round(time.monotonic() - t0, 3)}
             p.replay = doc
             live_status = live.status if live.ok else live.original_status_code
+            p.root_cause = rep.root_cause
+            p.findings += [f for f in rep.findings if f.code == "KD420"]
             if rep.accepted != live.ok or (not live.ok and rep.status != live_status):
                 p.findings.append(_f(
                     "KD823", "error",
@@ -663,6 +711,7 @@ def _replay(res: ProbeResult, opts: ProbeOptions, model: str, fv: str | None,
                     f"{p.live_text}: the endpoint does not run this model as kdiag runs it.",
                     "Compare the endpoint's ModelDataUrl and image with the local model."))
                 continue
+            p.agreement = "agree"  # the local run of the same model answers as the endpoint
             if not live.ok:
                 continue
             try:
