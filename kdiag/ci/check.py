@@ -151,9 +151,12 @@ class CheckCase:
     findings: list[Finding] = field(default_factory=list)
     detail: str = ""
     file: str | None = None
+    root_cause: str | None = None  # a payload's one root cause, as validate and replay name it
+    http_status: int | None = None  # what the endpoint answers (None: the graph decides)
 
     def to_json(self) -> dict:
         return {"name": self.name, "group": self.group, "status": self.status,
+                "root_cause": self.root_cause, "http_status": self.http_status,
                 "seconds": round(self.seconds, 4), "file": self.file, "detail": self.detail,
                 "findings": [f.to_dict() for f in self.findings]}
 
@@ -216,8 +219,9 @@ def _skip(name: str, group: str, why: str, *, file: str | None = None) -> CheckC
 def _about(label: str, findings: list[Finding]) -> list[Finding]:
     """Prefix messages with the payload they concern: the flat list and CI annotations lose
     the case they came from."""
-    return [Finding(f.code, f.severity, f.stage, f"{label}: {f.message}", f.fix)
-            for f in findings]
+    from dataclasses import replace
+
+    return [replace(f, message=f"{label}: {f.message}") for f in findings]
 
 
 # ---- payloads --------------------------------------------------------------------------------
@@ -544,14 +548,19 @@ def _validate_all(cases: list[CheckCase], payloads: list[_Payload], target, opts
         found = _about(p.title, res.findings)
         if not res.accepted and not fails(found, "error"):
             found.insert(0, _rejected("KD851", p, res))
-        detail = f"HTTP {res.status}" + (f" at {res.stage}" if res.stage else "")
+        from kdiag.diagnosis.validation import status_text
+
+        detail = f"HTTP {status_text(res)}" + (f" at {res.stage}" if res.stage else "")
         if res.tensors:
             detail += "; TF Serving builds " + ", ".join(
                 f"{k} {v['dtype']} {format_shape(tuple(v['shape']))}"
                 for k, v in res.tensors.items())
-        cases.append(_case(f"payload {p.title}: validate", "payload", found, opts.fail_on, t0,
-                           detail=detail, file=p.file))
-        if res.accepted:
+        case = _case(f"payload {p.title}: validate", "payload", found, opts.fail_on, t0,
+                     detail=detail, file=p.file)
+        case.root_cause, case.http_status = res.root_cause, res.status
+        cases.append(case)
+        # A shape only the graph checks is replayed too: the model says 400 or a broadcast 200.
+        if res.accepted or (res.status is None and res.status_candidates):
             accepted.append(p)
     return accepted
 
@@ -608,6 +617,7 @@ def _replay_all(cases: list[CheckCase], payloads: list[_Payload], opts: CheckOpt
             found.insert(0, _rejected("KD853", p, r))
         case = _case(f"replay {p.title}", "replay", found, opts.fail_on, time.perf_counter(),
                      detail=_replay_detail(r), file=p.file)
+        case.root_cause, case.http_status = r.root_cause, r.status
         case.seconds = each
         cases.append(case)
         out.append((p, r))

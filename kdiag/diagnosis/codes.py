@@ -104,6 +104,7 @@ CODES: dict[str, str] = {
     "KD413": "wrong feature count or image size",
     "KD414": "an image-decoding input got strings that are not image bytes (base64 without b64)",
     "KD420": "200, but computed from an input the graph broadcast to the signature's shape",
+    "KD421": "a tf.Example input got strings that are not serialized tf.train.Example protos",
     # model
     "KD500": "the graph failed on a request TF Serving accepted",
     "KD501": "tf.saved_model.save of a Keras 3 model: TF Serving cannot restore its variables",

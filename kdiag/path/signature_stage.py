@@ -82,6 +82,28 @@ def _not_images(arr: np.ndarray) -> tuple[int, bool] | None:
     return len(bad), b64
 
 
+def _not_examples(arr: np.ndarray) -> int:
+    """How many of the first values are not serialized tf.Example protos.
+
+    tf.train.Example holds one field, `features` (1, length-delimited); ParseExample fails on
+    anything else with "Could not parse example input" (tensorflow/core/util/example_proto_
+    fast_parsing.cc), which TF Serving answers with 400. An empty string is an empty Example.
+    """
+    from kdiag.model.protobuf import ProtobufError, iter_fields
+
+    bad = 0
+    for v in np.asarray(arr, dtype=object).ravel()[:64]:
+        if not isinstance(v, bytes):
+            bad += 1
+            continue
+        try:
+            if any(f != 1 or w != 2 for f, w, _ in iter_fields(v)):
+                bad += 1
+        except ProtobufError:
+            bad += 1
+    return bad
+
+
 def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCheck:
     out = SignatureCheck(ok=True)
     decodes = any("decodes images" in n for n in sig.notes)
@@ -134,6 +156,23 @@ def check_tensors(tensors: dict[str, np.ndarray], sig: Signature) -> SignatureCh
                 + "; the graph fails with 400 (\"Unknown image file format\").",
                 "Send the image as {\"b64\": base64.b64encode(image_bytes).decode()}: TF "
                 "Serving decodes it to bytes before the graph."))
+    if any("parses tf.Example" in n for n in sig.notes):
+        for name, arr in tensors.items():
+            spec = sig.inputs.get(name)
+            if spec is None or spec.dtype != "string" or not np.size(arr):
+                continue
+            count = _not_examples(arr)
+            if not count:
+                continue
+            out.mismatches.append(Mismatch(name, "content", spec.shape, tuple(np.shape(arr))))
+            out.findings.append(Finding(
+                "KD421", "error", "signature",
+                f"Input {name!r} feeds a tf.Example parser (ParseExample in the graph), but "
+                f"{count} value(s) are not serialized tf.train.Example protos; the graph fails "
+                "with 400 (\"Could not parse example input\").",
+                "Send tf.train.Example(features=...).SerializeToString() of each instance as "
+                "{\"b64\": ...}, or use the classify/regress API (tfs-method) with JSON "
+                "examples."))
     out.ok = not any(m.kind != "batch" for m in out.mismatches)
     dtypes = sorted({dtype_name(a) for a in tensors.values()})
     out.record = StageRecord(
