@@ -12,9 +12,10 @@ from pathlib import Path
 from kdiag.diagnosis.findings import Finding
 from kdiag.errors import KdiagError
 from kdiag.model import layout as layout_rules
-from kdiag.model.archive import scan_archive
+from kdiag.model.archive import ArchiveScan, read_member, scan_archive
 from kdiag.model.code_lint import lint_inference_py
 from kdiag.model.keras_file import KerasInfo, read_h5, read_keras
+from kdiag.model.regular_file import read_regular_file
 from kdiag.model.savedmodel import SavedModelInfo, parse_saved_model, read_saved_model
 from kdiag.model.signature import Signature
 from kdiag.model.signature_lint import lint_signatures
@@ -121,6 +122,38 @@ def _from_layout(files: list[str], dirs: list[str], read_pb, art: ModelArtifact,
     art.findings += findings
 
 
+def archive_findings(scan: ArchiveScan) -> list[Finding]:
+    """One finding per member kdiag will not write: escaping names and links leading out
+    (KD012, error), links inside the archive (KD050) and special files (KD051)."""
+    out = []
+    for u in scan.unsafe:
+        if u.kind == "name" or "leading out" in u.reason or "absolute" in u.reason:
+            out.append(Finding(
+                "KD012", "error", "artifact",
+                f"Archive member {u.name!r} is unsafe ({u.reason}): extracting it could write "
+                "outside the model folder. kdiag will not extract it"
+                + (" (nor the archive)." if u.kind == "name" else "."),
+                "Rebuild the archive from the model folder with relative paths and no links: "
+                "tar -czf model.tar.gz -C export 1 code",
+            ))
+        elif u.kind == "link":
+            out.append(Finding(
+                "KD050", "warning", "artifact",
+                f"Archive member {u.name!r} is a {u.reason}: a model archive needs no links, "
+                "and kdiag never extracts them (links are how crafted archives write outside "
+                "the extraction folder), so a replay runs without it.",
+                "Replace the link with the file itself (tar -h follows links when packing): "
+                "tar -czhf model.tar.gz -C export 1 code",
+            ))
+        else:
+            out.append(Finding(
+                "KD051", "warning", "artifact",
+                f"Archive member {u.name!r} is a {u.reason}: kdiag does not extract it.",
+                "Pack only the model's regular files and folders.",
+            ))
+    return out
+
+
 def read_model(path: str | Path) -> ModelArtifact:
     """Read any supported artifact; raise KdiagError for what cannot be read at all."""
     p = Path(path)
@@ -134,8 +167,9 @@ def read_model(path: str | Path) -> ModelArtifact:
         else:
             art = ModelArtifact(path=str(p), kind="versions")
             files, dirs = _walk(p)
-            _from_layout(files, dirs, lambda rel: (p / rel).read_bytes(), art,
-                         p.resolve().name, lambda rel: (p / rel).read_text("utf-8", "replace"))
+            _from_layout(files, dirs, lambda rel: read_regular_file(p / rel, "graph_bytes"), art,
+                         p.resolve().name,
+                         lambda rel: read_regular_file(p / rel, "read_bytes").decode("utf-8", "replace"))
             if art.layout and art.layout.default_model and art.version:
                 d = art.layout.default_model
                 art.savedmodel_dir = p / d.base / art.version if d.base else p / art.version
@@ -148,16 +182,13 @@ def read_model(path: str | Path) -> ModelArtifact:
     elif _is_archive(p):
         art = ModelArtifact(path=str(p), kind="archive")
         scan = scan_archive(p, want=lambda n: n.endswith("saved_model.pb") or n == "code/inference.py")
-        for u in scan.unsafe:
-            art.findings.append(Finding(
-                "KD012", "error", "artifact",
-                f"Archive member {u.name!r} is unsafe ({u.reason}): extracting it could write "
-                "outside the model folder. kdiag will not extract this archive.",
-                "Rebuild the archive from the model folder with relative paths and no links "
-                "pointing outside it.",
-            ))
-        _from_layout(scan.files, scan.dirs, lambda rel: scan.contents[rel], art, None,
-                     lambda rel: scan.contents[rel].decode("utf-8", "replace"))
+        art.findings += archive_findings(scan)
+
+        def member(rel: str) -> bytes:
+            return scan.contents[rel] if rel in scan.contents else read_member(p, rel)
+
+        _from_layout(scan.files, scan.dirs, member, art, None,
+                     lambda rel: member(rel).decode("utf-8", "replace"))
     elif p.suffix.lower() == ".keras":
         art = ModelArtifact(path=str(p), kind="keras", keras=read_keras(p))
     elif p.suffix.lower() in (".h5", ".hdf5"):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdiag.errors import KdiagError
+from kdiag.limits import Limits
 from kdiag.model.protobuf import (
     ProtobufError,
     as_bytes,
@@ -17,6 +18,7 @@ from kdiag.model.protobuf import (
     iter_fields,
     to_int64,
 )
+from kdiag.model.regular_file import read_regular_file
 from kdiag.model.signature import DTYPE_NAMES, Signature, TensorSpec
 
 SERVE_TAG = "serve"
@@ -24,7 +26,6 @@ SERVE_TAG = "serve"
 IMAGE_DECODE_OPS = ("DecodeJpeg", "DecodePng", "DecodeImage", "DecodeBmp", "DecodeGif",
                     "DecodeAndCropJpeg")
 EXAMPLE_PARSE_OPS = ("ParseExampleV2", "ParseExample", "ParseSingleExample")
-MAX_PB_BYTES = 2 << 30  # protobuf's own hard limit
 
 
 @dataclass
@@ -194,16 +195,6 @@ def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModel
     return SavedModelInfo(meta_graphs=metas, graph_notes=notes)
 
 
-def read_saved_model(path: Path) -> SavedModelInfo:
+def read_saved_model(path: Path, limits: Limits | None = None) -> SavedModelInfo:
     pb = path / "saved_model.pb" if path.is_dir() else path
-    try:
-        size = pb.stat().st_size
-        if size > MAX_PB_BYTES:
-            raise KdiagError(f"{pb} is larger than 2 GiB, which no SavedModel can be.")
-        data = pb.read_bytes()
-    except FileNotFoundError:
-        raise KdiagError(f"{pb} does not exist: a SavedModel directory holds saved_model.pb "
-                         "and variables/.") from None
-    except OSError as e:
-        raise KdiagError(f"Cannot read {pb}: {e.strerror}.") from None
-    return parse_saved_model(data, str(pb))
+    return parse_saved_model(read_regular_file(pb, "graph_bytes", limits), str(pb))
