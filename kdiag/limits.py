@@ -1,6 +1,6 @@
 """Caps on what hostile input may cost, checked before the work, and how a user raises them.
 
-Every cap has a name the CLI accepts in `--limit NAME=SIZE` (repeatable, on every command that
+Every cap has a name the CLI accepts in `--cap NAME=SIZE` (repeatable, on every command that
 reads a model), a default sized for real SageMaker artifacts, and one message shape when it is
 hit: what was measured, which cap, and the option that raises it. The CLI sets the process-wide
 values once (`set_limits`); library callers may pass their own `Limits`.
@@ -81,14 +81,14 @@ def parse_size(text: str) -> int:
 
 
 def parse_limit_options(items: tuple[str, ...] | list[str], base: Limits = DEFAULT) -> Limits:
-    """`NAME=SIZE` items (from --limit) applied over `base`."""
+    """`NAME=SIZE` items (from --cap) applied over `base`."""
     changes = {}
     known = {option_name(f.name): f.name for f in fields(Limits)}
     for item in items:
         name, sep, value = item.partition("=")
         attr = known.get(name.strip().lower())
         if not sep or attr is None:
-            raise KdiagError(f"--limit {item!r}: write NAME=SIZE with NAME one of "
+            raise KdiagError(f"--cap {item!r}: write NAME=SIZE with NAME one of "
                              f"{', '.join(known)}.")
         changes[attr] = parse_size(value)
     return replace(base, **changes)
@@ -110,7 +110,7 @@ class LimitExceeded(KdiagError):
         cap = getattr(limits, attr)
         shown = measured if isinstance(measured, str) else human(measured, attr)
         super().__init__(
-            f"{what} is {shown}, over the {option_name(attr)} limit ({human(cap, attr)}): kdiag "
+            f"{what} is {shown}, over the {option_name(attr)} cap ({human(cap, attr)}): kdiag "
             f"stops there rather than exhaust memory, disk or time. If you trust the input, "
-            f"raise it with --limit {option_name(attr)}=SIZE.")
+            f"raise it with --cap {option_name(attr)}=SIZE.")
         self.attr = attr

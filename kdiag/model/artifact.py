@@ -14,6 +14,7 @@ from kdiag.errors import KdiagError
 from kdiag.model import layout as layout_rules
 from kdiag.model.archive import ArchiveScan, read_member, scan_archive
 from kdiag.model.code_lint import lint_inference_py
+from kdiag.model.graph_trust import FileOp, file_op_findings
 from kdiag.model.keras_file import KerasInfo, read_h5, read_keras
 from kdiag.model.regular_file import read_regular_file
 from kdiag.model.savedmodel import SavedModelInfo, parse_saved_model, read_saved_model
@@ -37,6 +38,7 @@ class ModelArtifact:
     keras: KerasInfo | None = None
     savedmodel_dir: Path | None = None  # on disk, when there is one (to run it)
     findings: list[Finding] = field(default_factory=list)
+    file_ops: list[FileOp] = field(default_factory=list)  # file-touching ops serving can run
 
     @property
     def default_signature(self) -> Signature | None:
@@ -63,7 +65,8 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
     return files, dirs
 
 
-def _serving_signatures(info: SavedModelInfo, source: str) -> tuple[list[Signature], list[list[str]], str | None, list[Finding]]:
+def _serving_signatures(info: SavedModelInfo, source: str, art: ModelArtifact
+                        ) -> tuple[list[Signature], list[list[str]], str | None, list[Finding]]:
     tag_sets = [mg.tags for mg in info.meta_graphs]
     serving = info.serving()
     if serving is None:
@@ -74,12 +77,13 @@ def _serving_signatures(info: SavedModelInfo, source: str) -> tuple[list[Signatu
             "Export for serving: model.export(path) or tf.saved_model.save(model, path).",
         )]
     sigs = [s for s in serving.signatures if not s.name.startswith("__")]
-    return sigs, tag_sets, serving.tensorflow_version, []
+    art.file_ops = serving.file_ops
+    return sigs, tag_sets, serving.tensorflow_version, file_op_findings(serving.file_ops, source)
 
 
 def _from_savedmodel_dir(p: Path, art: ModelArtifact) -> None:
     info = read_saved_model(p)
-    sigs, tags, tfv, findings = _serving_signatures(info, str(p))
+    sigs, tags, tfv, findings = _serving_signatures(info, str(p), art)
     art.signatures, art.tag_sets, art.tensorflow_version = sigs, tags, tfv
     art.savedmodel_dir = p
     art.findings += findings
@@ -117,7 +121,7 @@ def _from_layout(files: list[str], dirs: list[str], read_pb, art: ModelArtifact,
     if pb_rel is None:
         return
     info = parse_saved_model(read_pb(pb_rel), pb_rel)
-    sigs, tags, tfv, findings = _serving_signatures(info, pb_rel)
+    sigs, tags, tfv, findings = _serving_signatures(info, pb_rel, art)
     art.signatures, art.tag_sets, art.tensorflow_version = sigs, tags, tfv
     art.findings += findings
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kdiag.errors import KdiagError
 from kdiag.limits import Limits
+from kdiag.model.graph_trust import FileOp, scan_graph
 from kdiag.model.protobuf import (
     ProtobufError,
     as_bytes,
@@ -22,6 +23,8 @@ from kdiag.model.regular_file import read_regular_file
 from kdiag.model.signature import DTYPE_NAMES, Signature, TensorSpec
 
 SERVE_TAG = "serve"
+# TF1 collections holding the ops the loader runs after restoring (saved_model constants).
+INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "main_op")
 # Ops whose presence says something about how the signature's inputs must be sent.
 IMAGE_DECODE_OPS = ("DecodeJpeg", "DecodePng", "DecodeImage", "DecodeBmp", "DecodeGif",
                     "DecodeAndCropJpeg")
@@ -34,6 +37,7 @@ class MetaGraph:
     signatures: list[Signature]
     tensorflow_version: str | None
     ops: set[str] = field(default_factory=set)
+    file_ops: list[FileOp] = field(default_factory=list)  # what its signatures can run
 
 
 @dataclass
@@ -134,6 +138,7 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
     tf_version = None
     ops: set[str] = set()
     graph_def: memoryview | None = None
+    init_nodes: list[str] = []
     for f, _, v in iter_fields(buf):
         if f == 1:  # MetaInfoDef
             for mf, _, mv in iter_fields(as_bytes(v)):
@@ -145,6 +150,13 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
                     ops |= _op_names(as_bytes(mv))
         elif f == 2:
             graph_def = as_bytes(v)
+        elif f == 4:  # collection_def: TF1 main/init ops run when the model loads
+            k, cv = _map_entry(as_bytes(v))
+            if k in INIT_COLLECTIONS:
+                for cf, _, nl in iter_fields(cv):
+                    if cf == 1:  # node_list.value
+                        init_nodes += [as_str(n) for nf, _, n in iter_fields(as_bytes(nl))
+                                       if nf == 1]
         elif f == 5:
             k, sv = _map_entry(as_bytes(v))
             sigs.append(_signature_def(k, sv))
@@ -155,8 +167,16 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
         for op in IMAGE_DECODE_OPS + EXAMPLE_PARSE_OPS:
             if op.encode() in raw:
                 ops.add(op)
+    file_ops: list[FileOp] = []
+    if graph_def is not None and SERVE_TAG in tags:
+        roots = {s.name: [t.tensor_name for t in (*s.inputs.values(), *s.outputs.values())
+                          if t.tensor_name] for s in sigs}
+        if init_nodes:
+            roots["__init_op"] = init_nodes
+        file_ops = scan_graph(graph_def, roots)
     sigs.sort(key=lambda s: (s.name != "serving_default", s.name))
-    return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops)
+    return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops,
+                     file_ops=file_ops)
 
 
 def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModelInfo:
