@@ -15,6 +15,7 @@ from kdiag.model.graph_trust import FileOp, scan_graph
 from kdiag.model.protobuf import (
     ProtobufError,
     as_bytes,
+    as_int,
     as_str,
     iter_fields,
     to_int64,
@@ -59,12 +60,12 @@ def _tensor_shape(buf: memoryview) -> tuple[int, ...] | None:
     for f, _, v in iter_fields(buf):
         if f == 2:
             size = 0
-            for df, dw, dv in iter_fields(as_bytes(v)):
-                if df == 1 and dw == 0:
-                    size = to_int64(dv)  # type: ignore[arg-type]
+            for df, _, dv in iter_fields(as_bytes(v)):
+                if df == 1:
+                    size = to_int64(as_int(dv))
             dims.append(-1 if size < 0 else size)
         elif f == 3:
-            unknown_rank = bool(v)
+            unknown_rank = bool(as_int(v))
     return None if unknown_rank else tuple(dims)
 
 
@@ -78,7 +79,7 @@ def _tensor_info(buf: memoryview) -> TensorSpec:
         if f == 1:
             name = as_str(v)
         elif f == 2:
-            dtype = int(v)  # type: ignore[arg-type]
+            dtype = as_int(v)
         elif f == 3:
             shape = _tensor_shape(as_bytes(v))
             seen_shape = True
@@ -192,7 +193,8 @@ def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModel
                 raise ProtobufError("field 1 is not a version number")
             elif f > 2:
                 raise ProtobufError(f"unexpected top-level field {f}")
-    except ProtobufError as e:
+    except (ProtobufError, ValueError, TypeError, RecursionError) as e:
+        # ValueError/TypeError: a field of the wrong kind somewhere kdiag did not expect one
         raise KdiagError(
             f"{source} is not a readable SavedModel ({e}): the file is corrupt or truncated, "
             "or it is not a saved_model.pb. Export the model again (model.export(path) in "
