@@ -23,7 +23,7 @@ class Limits:
     archive_members: int = 200_000  # members (files, folders, links) in one archive
     member_bytes: int = 20 * GIB  # any single member
     header_bytes: int = 1 * MIB  # a GNU long name/link or pax header
-    read_bytes: int = 512 * MIB  # members kdiag keeps in memory while scanning (saved_model.pb, code)
+    read_bytes: int = 256 * MIB  # members kept in memory in one scan (saved_model.pb, code)
     # models
     graph_bytes: int = 2 * GIB  # saved_model.pb (protobuf's own hard limit)
     keras_config_bytes: int = 64 * MIB  # config.json / metadata.json inside a .keras file
@@ -38,7 +38,7 @@ _HELP = {
     "archive-members": "members in model.tar.gz",
     "member-bytes": "any one member of model.tar.gz",
     "header-bytes": "a long-name or pax header in model.tar.gz",
-    "read-bytes": "archive members kept in memory while reading (saved_model.pb, code)",
+    "read-bytes": "archive members kept in memory in one pass (more are re-read one at a time)",
     "graph-bytes": "saved_model.pb",
     "keras-config-bytes": "config.json/metadata.json inside a .keras file",
     "sample-elements": "values in one generated example request",

@@ -429,14 +429,15 @@ def scan_archive(path: Path, want: Callable[[str], bool] = lambda n: False,
 
 
 def read_member(path: Path, name: str, limits: Limits | None = None) -> bytes:
-    """One regular member's bytes (a second pass, for a member `scan_archive` did not keep)."""
+    """One regular member's bytes (a second pass, for a member `scan_archive` did not keep),
+    within the graph-bytes cap (protobuf's own limit: no saved_model.pb is larger)."""
     limits = limits or active_limits()
     found: list[bytes] = []
 
     def on_member(m: Member, rd: _Reader) -> None:
         if m.name == name and _classify(m) is None and m.type != _DIR and not found:
-            if m.size > limits.read_bytes:
-                raise LimitExceeded(f"{name} in {path}", m.size, "read_bytes", limits)
+            if m.size > limits.graph_bytes:
+                raise LimitExceeded(f"{name} in {path}", m.size, "graph_bytes", limits)
             found.append(b"".join(rd.chunks(m.size)))
         else:
             _skip(m, rd)

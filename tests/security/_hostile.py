@@ -88,7 +88,7 @@ class Run:
     peak_mib: float
 
 
-def run_kdiag(args: list[str], cwd: Path, timeout: float = 120) -> Run:
+def run_kdiag(args: list[str], cwd: Path, timeout: float = 120, tmpdir: Path | None = None) -> Run:
     """`python -m kdiag ARGS` in a child that reports its own peak RSS (ru_maxrss) and time."""
     script = textwrap.dedent("""
         import json, resource, sys, time, io, contextlib
@@ -104,6 +104,8 @@ def run_kdiag(args: list[str], cwd: Path, timeout: float = 120) -> Run:
                                                 "peak_mib": peak}) + "\\n")
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    if tmpdir is not None:  # where kdiag's temporary folders go, so a test can see none is left
+        env["TMPDIR"] = str(tmpdir)
     p = subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=timeout)
     err, _, stats = p.stderr.rpartition("\n@@")
