@@ -170,16 +170,16 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                     endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt) -> None:
     from rich.progress import Progress
 
-    from kdiag.commands.diff import _parse_when, render
+    from kdiag.commands._common import parse_when
     from kdiag.comparison import CompareConfig
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.capture_replay import replay_capture
-    from kdiag.report import console
+    from kdiag.report import console, render_comparison
 
     config = CompareConfig(atol=atol, rtol=rtol)
-    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=_parse_when(since, "--since"),
-                  until=_parse_when(until, "--until"),
+    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=parse_when(since, "--since"),
+                  until=parse_when(until, "--until"),
                   shard=parse_shard(shard) if shard else None, max_batch=max_batch,
                   config=config)
     with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
@@ -199,5 +199,5 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
         con.print(f"{result.records} captured records: {result.replayed_ok} replayed locally, "
                   f"{result.rejected_locally} rejected by the local path; A = captured "
                   "endpoint output, B = local replay")
-        render(result.comparison, con, failed=failed)
+        render_comparison(result.comparison, con, failed=failed)
     exit_with(1 if failed else 0)

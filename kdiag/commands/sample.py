@@ -74,7 +74,7 @@ def command(signature_arg: str, signature_name: str | None, content_type: str, c
     The body is the canonical one kdiag checks against: TF Serving's REST format for JSON, or
     the lines and rows the SageMaker TF Serving container turns into it for JSON lines and CSV.
     """
-    from kdiag.model.signature import load_signature
+    from kdiag.model.target import load_signature
     from kdiag.payloads.sample import (
         SampleOptions,
         generate,
