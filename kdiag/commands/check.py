@@ -91,7 +91,8 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     MODEL is a SavedModel folder, a version parent, a .keras file or a model.tar.gz; without
     it, `model` from [tool.kdiag].
     """
-    from kdiag.ci.check import CheckOptions, parse_expectation, parse_payload_arg, run_check
+    import kdiag
+    from kdiag.ci.check import parse_expectation, parse_payload_arg
     from kdiag.ci.config import CheckConfig, load_config
     from kdiag.errors import KdiagError
 
@@ -103,8 +104,8 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     for name, value in (("atol", atol), ("rtol", rtol)):
         if value is not None and not value >= 0:
             raise KdiagError(f"--{name} must be >= 0 (got {value}).")
-    opts = CheckOptions(
-        model=model,
+    report = kdiag.check(
+        model,
         framework_version=framework_version or cfg.framework_version,
         content_types=list(content_types) if content_types else (
             cfg.content_types if cfg.content_types is not None else ["application/json"]),
@@ -123,13 +124,13 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
                                                   else True),
         config_source=cfg.source,
     )
-    result = run_check(opts)
+    result = report.result
     if junit_path is not None:
         from kdiag.ci.junit import check_suite, write_junit
 
         write_junit(junit_path, [check_suite(result)])
     if json_path is not None:
-        _write_json(json_path, result.to_json())
+        _write_json(json_path, report.to_dict())
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(result):
             click.echo(line)

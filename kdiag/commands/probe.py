@@ -100,43 +100,25 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
     """Diagnose the live SageMaker endpoint ENDPOINT end to end: its status and model, the
     signature, what it answers to payloads next to what kdiag predicts, the root cause and log
     lines of every failure, and (with the model) its outputs against a local replay."""
-    from kdiag.errors import KdiagError
-    from kdiag.live.invoke import RetryPolicy
-    from kdiag.live.probe import ProbeOptions, probe
-    from kdiag.live.session import AwsClients, AwsOptions, Redactor
+    import kdiag
 
-    aws = AwsOptions(profile=profile, region=region, endpoint_url=endpoint_url,
-                     runtime_endpoint_url=runtime_endpoint_url,
-                     sagemaker_endpoint_url=sagemaker_endpoint_url,
-                     logs_endpoint_url=logs_endpoint_url, s3_endpoint_url=s3_endpoint_url,
-                     timeout=timeout, connect_timeout=connect_timeout,
-                     max_pool_connections=concurrency)
-    opts = ProbeOptions(
-        aws=aws, signature=signature, model=model, fetch_model=fetch_model,
+    report = kdiag.probe(
+        endpoint, profile=profile, region=region, endpoint_url=endpoint_url,
+        runtime_endpoint_url=runtime_endpoint_url, sagemaker_endpoint_url=sagemaker_endpoint_url,
+        logs_endpoint_url=logs_endpoint_url, s3_endpoint_url=s3_endpoint_url, timeout=timeout,
+        connect_timeout=connect_timeout, max_pool_connections=concurrency,
+        signature=signature, model=model, fetch_model=fetch_model,
         max_model_bytes=max_model_bytes, infer=not no_infer, payloads=list(payloads),
         content_types=list(content_types), accept=accept, custom_attributes=custom_attributes,
         target_variant=target_variant, batch=batch, seed=seed,
         framework_version=framework_version, signature_name=signature_name,
         model_name=model_name, max_requests=max_requests, rate=rate, concurrency=concurrency,
-        retry=RetryPolicy(retries=retries), logs=not no_logs, log_wait=log_wait,
-        replay=not no_replay, atol=atol, rtol=rtol, dry_run=dry_run)
-    redact = Redactor()
-    clients = AwsClients(aws, redact)
-    try:
-        result = probe(endpoint, opts, clients=clients)
-    except KdiagError as e:
-        raise KdiagError(redact(str(e))) from None
-    except Exception as e:  # botocore surprises: one redacted paragraph, never a traceback
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(e, BotoCoreError | ClientError):
-            raise KdiagError(redact(f"AWS call failed: {type(e).__name__}: {e}")) from None
-        raise
-    doc = redact.tree(result.to_json())
+        retries=retries, logs=not no_logs, log_wait=log_wait, replay=not no_replay, atol=atol,
+        rtol=rtol, dry_run=dry_run)
     if fmt == "json":
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     else:
         from kdiag.report import console, render_probe
 
-        render_probe(doc, console())
-    exit_with(1 if result.failed(fail_on) else 0)
+        render_probe(report.document, console())
+    exit_with(1 if report.failed(fail_on) else 0)
