@@ -98,7 +98,7 @@ def validate(payload: Any, model_or_signature: Any, *, content_type: str | None 
                            misplaced_code=target.misplaced_code)
     req = Request(body=body.body, content_type=body.content_type, accept=accept,
                   custom_attributes=custom_attributes)
-    res = validate_request(req, target.signatures, opts, name=name)
+    res = validate_request(req, target.signatures, opts, name=body.name)
     res.findings = target.findings + res.findings
     return Diagnosis(res, pick_signature(target.signatures, signature_name))
 
