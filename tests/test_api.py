@@ -404,3 +404,28 @@ def test_payload_files_are_left_alone(tmp_path):
     p.write_text("[[1,2,3,4,5]]")
     kdiag.validate(p, CUSTOM)
     assert p.read_text() == "[[1,2,3,4,5]]" and Path(p).exists()
+
+
+def _sdk_serializers():
+    """The real SageMaker SDK serializers when the SDK is installed (v3, else v2), else skip."""
+    for module in ("sagemaker.core.serializers", "sagemaker.serializers"):
+        try:
+            return __import__(module, fromlist=["JSONSerializer"])
+        except Exception:  # not installed, or an SDK that fails to import here
+            continue
+    pytest.skip("the SageMaker Python SDK is not installed (it is not a dev dependency)")
+
+
+def test_the_real_sdk_serializers_send_what_the_stand_ins_send():
+    sdk = _sdk_serializers()
+    x = np.arange(10, dtype=np.float32).reshape(2, 5)
+    pairs = [(sdk.JSONSerializer(), JSONLike()), (sdk.CSVSerializer(), CSVLike()),
+             (sdk.NumpySerializer(), NumpyLike())]
+    for real, stand_in in pairs:
+        got, want = kdiag.validate(x, CUSTOM, serializer=real), \
+            kdiag.validate(x, CUSTOM, serializer=stand_in)
+        assert got.to_dict() == want.to_dict(), type(real).__name__
+    ident = kdiag.validate(b"[[1,2,3,4,5]]", CUSTOM, serializer=sdk.IdentitySerializer())
+    assert ident.status == 415  # application/octet-stream: the container's default path refuses
+    assert kdiag.validate(b"[[1,2,3,4,5]]", CUSTOM, content_type="application/json",
+                          serializer=sdk.IdentitySerializer()).accepted
