@@ -71,8 +71,8 @@ def sample(model_or_signature: Any, *, content_type: str = "application/json", n
 
 def validate(payload: Any, model_or_signature: Any, *, content_type: str | None = None,
              framework_version: str | None = None, serializer: Any = None,
-             accept: str | None = None, custom_attributes: str | None = None,
-             via: str = "container", code: str | Path | None = None,
+             deserializer: Any = None, accept: str | None = None,
+             custom_attributes: str | None = None, via: str = "container", code: str | Path | None = None,
              signature_name: str | None = None, model_name: str | None = None,
              endpoint_kind: str = "realtime", name: str | None = None) -> Diagnosis:
     """What the endpoint answers to `payload`, stage by stage, without the model and without
@@ -80,7 +80,8 @@ def validate(payload: Any, model_or_signature: Any, *, content_type: str | None 
 
     `model_or_signature`: a model path, a signature JSON file, a ModelReport, a Signature (or a
     list of them), or a kdiag.model.target.Target. `serializer`: the SageMaker SDK serializer
-    the client uses (predictor.serializer), so the body checked is the body it sends."""
+    the client uses (predictor.serializer), so the body checked is the body it sends;
+    `deserializer` (predictor.deserializer) sets Accept as the SDK does, from its ACCEPT."""
     from kdiag.diagnosis.validation import ValidateOptions
     from kdiag.diagnosis.validation import validate as validate_request
     from kdiag.model.signature import pick_signature
@@ -96,15 +97,16 @@ def validate(payload: Any, model_or_signature: Any, *, content_type: str | None 
                            model_name=target.model_name, versions=target.versions,
                            has_requirements=target.has_requirements, has_lib=target.has_lib,
                            misplaced_code=target.misplaced_code)
-    req = Request(body=body.body, content_type=body.content_type, accept=accept,
-                  custom_attributes=custom_attributes)
+    req = Request(body=body.body, content_type=body.content_type,
+                  accept=accept or accept_of(deserializer), custom_attributes=custom_attributes)
     res = validate_request(req, target.signatures, opts, name=body.name)
     res.findings = target.findings + res.findings
     return Diagnosis(res, pick_signature(target.signatures, signature_name))
 
 
 def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
-           content_type: str | None = None, serializer: Any = None, accept: str | None = None,
+           content_type: str | None = None, serializer: Any = None, deserializer: Any = None,
+           accept: str | None = None,
            custom_attributes: str | None = None, framework_version: str | None = None,
            code: str | Path | None = None, model_name: str | None = None,
            max_batch: int = 256, progress: Callable[[int], None] | None = None,
@@ -124,6 +126,7 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
     from kdiag.replays.replay import notebook_versus_endpoint, replay_many, replay_one
 
     require_tensorflow("kdiag.replay")
+    accept = accept or accept_of(deserializer)
     if (keras is None) != (client_input is None):
         raise KdiagError("keras and client_input go together: the notebook's model and what "
                          "the notebook passed to its predict().")
@@ -248,6 +251,15 @@ def compare(expected: Any, actual: Any, *, atol: float = 1e-5, rtol: float = 1e-
 
 
 # ---- argument adapters -----------------------------------------------------------------------
+
+def accept_of(deserializer: Any) -> str | None:
+    """The Accept header an SDK predictor sends with this deserializer: its ACCEPT, a tuple of
+    MIME types joined with ", " (a str is sent as is)."""
+    value = getattr(deserializer, "ACCEPT", None)
+    if value is None or isinstance(value, str):
+        return value
+    return ", ".join(value)
+
 
 def _path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)

@@ -211,6 +211,21 @@ def test_a_serializer_object_decides_the_bytes_and_the_content_type():
     assert kdiag.validate(x, CUSTOM, serializer=BufferLike()).accepted
 
 
+class JSONLinesFirstDeserializer:
+    ACCEPT = ("application/jsonlines", "application/json")  # a tuple, as the SDK's are
+
+
+def test_a_deserializer_sets_accept_as_the_sdk_joins_it():
+    # TF 2.13's container answers with the first type Accept lists (tensorflow-serving.js).
+    d = kdiag.validate("[[1,2,3,4,5]]", CUSTOM, deserializer=JSONLinesFirstDeserializer(),
+                       framework_version="2.13")
+    same = kdiag.validate("[[1,2,3,4,5]]", CUSTOM, accept="application/jsonlines, application/json",
+                          framework_version="2.13")
+    assert d.to_dict() == same.to_dict()
+    holds = {s["stage"]: s["holds"] for s in d.to_dict()["stages"]}
+    assert holds["container-response"].endswith("application/jsonlines")
+
+
 def test_the_numpy_serializer_is_refused_as_the_container_refuses_it():
     d = kdiag.validate(np.ones((1, 5)), CUSTOM, serializer=NumpyLike())
     assert not d.accepted and d.status == 415  # the default handler takes JSON, JSON lines, CSV
