@@ -61,3 +61,17 @@ def emit_json(doc: Any) -> None:
 def exit_with(code: int) -> None:
     """Leave a command with `code` (0 clean, 1 findings) without click's own handling."""
     raise click.exceptions.Exit(code)
+
+
+def parse_when(text: str | None, opt: str):
+    """--since/--until: an ISO-8601 time, or a usage error naming the option."""
+    if text is None:
+        return None
+    from kdiag.replays.capture import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write an ISO-8601 time, e.g. 2024-05-01T13:00 "
+                                 "or 2024-05-01 (UTC unless it has an offset)",
+                                 param_hint=opt) from None
