@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from functools import cache
 
-from kdiag.model.signature import Signature, load_signatures
+from kdiag.model.signature import Signature
+from kdiag.model.target import load_signatures
 from tests.conftest import MODELS, ROOT
 
 # Every SavedModel fixture that has a signature kdiag can sample.

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from kdiag.cli import cli
 from kdiag.diagnosis.findings import Finding, assign_root_cause
 from kdiag.diagnosis.validation import ValidateOptions, validate
-from kdiag.model.signature import load_signatures
+from kdiag.model.target import load_signatures
 from kdiag.path.container import Request
 from tests._aws_rig import deploy
 from tests.conftest import MODELS

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from kdiag.diagnosis.findings import Finding, assign_root_cause
 from kdiag.model.signature import Signature, format_shape
-from kdiag.payloads.recover import NoFix, recover
 
 if TYPE_CHECKING:
     from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
@@ -27,7 +26,7 @@ def _f(code: str, message: str, fix: str, severity: str = "error") -> Finding:
 
 
 # (pattern on TF Serving's message, code, plain-words cause, fix); first match wins.
-_TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
+TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
     (re.compile(r"Type: String is not of expected type: (float|double|u?int\d*|int)"), "KD301",
      "Numbers were sent as strings (\"1.5\" instead of 1.5): TF Serving takes only JSON numbers "
      "for a numeric input.",
@@ -245,14 +244,19 @@ def _broadcast_rule(res: ValidationResult, sig: Signature, root: Finding | None
 
 
 # Root causes no request can fix: the artifact or the model must change.
-_MODEL_MUST_CHANGE = ("KD0", "KD5")
+MODEL_MUST_CHANGE = ("KD0", "KD5")
+
+
+def wants_fix(res: ValidationResult) -> bool:
+    """A fixed payload is worth proposing: the payload has a root cause a request can fix."""
+    return bool(res.root_cause) and not res.root_cause.startswith(MODEL_MUST_CHANGE)
 
 
 def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
-             opts: ValidateOptions, sig: Signature | None, *, propose_fix: bool = True) -> None:
-    """Add root-cause findings to `res`, name its one root cause (`res.root_cause`: the first
-    failing stage owns it, the other errors become its consequences) and, when a payload can
-    fix it, a verified fixed payload."""
+             opts: ValidateOptions, sig: Signature | None) -> None:
+    """Add root-cause findings to `res` and name its one root cause (`res.root_cause`: the
+    first failing stage owns it, the other errors become its consequences). The verified fixed
+    payload is kdiag.diagnosis.validation.attach_fixed_payload's (see wants_fix)."""
     roots: list[Finding] = []
     shape_errors = any(f.stage == "signature" and f.code in ("KD401", "KD402")
                        for f in res.findings)
@@ -273,9 +277,6 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         broadcast = _broadcast_rule(res, sig, root)
         if broadcast is not None:
             res.findings.append(broadcast)
-    if propose_fix and sig is not None and res.root_cause and \
-            not res.root_cause.startswith(_MODEL_MUST_CHANGE):
-        _propose_fix(res, req, signatures, opts, sig)
 
 
 def _root_rules(res: ValidationResult, req: Request, opts: ValidateOptions, sig: Signature
@@ -296,79 +297,10 @@ def _root_rules(res: ValidationResult, req: Request, opts: ValidateOptions, sig:
         if special:
             roots.append(special)
         else:
-            for pattern, code, text, fix in _TFS_RULES:
+            for pattern, code, text, fix in TFS_RULES:
                 if pattern.search(message):
                     roots.append(_f(code, text, fix))
                     break
     elif res.stage in ("signature", "model", None):
         roots += _shape_rules(res, sig)
     return roots
-
-
-def _same_json(a: bytes, b: str) -> bool:
-    """The same JSON value, types included (1.0 is not 1), whatever the spelling."""
-    import orjson
-
-    from kdiag.replays.outputs import loads
-
-    try:
-        opt = orjson.OPT_SORT_KEYS
-        return orjson.dumps(loads(a), option=opt) == orjson.dumps(loads(b), option=opt)
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
-        return False
-
-
-def _round_floats(rec) -> None:
-    """Field notes §9: a JSON float costs ~20 bytes; 3 decimals keep most models' accuracy and
-    cut a body to about a third. The model is untouched; the user decides if 1e-3 is enough."""
-    import numpy as np
-
-    rounded = False
-    for name, arr in rec.tensors.items():
-        if arr.dtype.kind == "f":
-            rec.tensors[name] = np.round(arr, 3).astype(arr.dtype)
-            rounded = True
-    if not rounded:
-        raise NoFix("the body is too large and holds no floats to round; send less data per "
-                    "request, b64 image bytes, or use async inference")
-    rec.steps.append("rounded floats to 3 decimals to fit the size limit (check the model "
-                     "tolerates it)")
-
-
-def _propose_fix(res: ValidationResult, req: Request, signatures: list[Signature],
-                 opts: ValidateOptions, sig: Signature) -> None:
-    from kdiag.diagnosis.validation import validate
-    from kdiag.path.generations import Request as Req
-    from kdiag.payloads.build import tfs_request
-
-    too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
-    try:
-        rec = recover(req.body_bytes, req.content_type, sig)
-        if too_large:
-            _round_floats(rec)
-        if req.content_type != "application/json":
-            rec.steps.insert(0, "Content-Type application/json (was "
-                             + (repr(req.content_type) if req.content_type else "none") + ")")
-        body = tfs_request(rec.tensors, sig,
-                           signature_name=None if sig.name == "serving_default" else sig.name)
-    except (NoFix, UnicodeDecodeError) as e:
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}.", ""))
-        return
-    except Exception as e:  # the builder refuses values it cannot write (KdiagError)
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}", ""))
-        return
-    if req.content_type == "application/json" and _same_json(req.body_bytes, body):
-        # The same request again (only its spelling differs): no fix for this root cause.
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    "No corrected payload: the request already is what kdiag "
-                                    "would send; the cause is not in the payload.", ""))
-        return
-    fixed_req = Req(body=body.encode("utf-8"), content_type="application/json",
-                    accept=req.accept, custom_attributes=req.custom_attributes)
-    check = validate(fixed_req, signatures, opts,
-                     propose_fix=False)
-    if check.accepted:
-        res.fixed_payload = {"content_type": "application/json", "body": body,
-                             "changes": rec.steps}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdiag.diagnosis.diagnose import diagnose
+from kdiag.diagnosis.diagnose import diagnose, wants_fix
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, format_shape, pick_signature
 from kdiag.path.container import Request, generation_for
@@ -21,6 +21,8 @@ from kdiag.path.signature_stage import GRAPH_DECIDES
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
 from kdiag.path.wire import check_wire
+from kdiag.payloads.build import tfs_request
+from kdiag.payloads.recover import NoFix, recover
 
 
 @dataclass
@@ -91,7 +93,9 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
             res.accepted, res.status, res.stage = False, 400, "model"
             res.status_candidates = None
     sig = pick_signature(signatures, opts.signature_name) if signatures else None
-    diagnose(res, req, signatures, opts, sig, propose_fix=propose_fix)
+    diagnose(res, req, signatures, opts, sig)
+    if propose_fix and sig is not None and wants_fix(res):
+        attach_fixed_payload(res, req, signatures, opts, sig)
     return res
 
 
@@ -160,3 +164,69 @@ def status_text(res: ValidationResult) -> str:
     if res.status is None and res.status_candidates:
         return "status unknown offline, " + GRAPH_DECIDES
     return str(res.status)
+
+
+def _round_floats(rec) -> None:
+    """Field notes §9: a JSON float costs ~20 bytes; 3 decimals keep most models' accuracy and
+    cut a body to about a third. The model is untouched; the user decides if 1e-3 is enough."""
+    import numpy as np
+
+    rounded = False
+    for name, arr in rec.tensors.items():
+        if arr.dtype.kind == "f":
+            rec.tensors[name] = np.round(arr, 3).astype(arr.dtype)
+            rounded = True
+    if not rounded:
+        raise NoFix("the body is too large and holds no floats to round; send less data per "
+                    "request, b64 image bytes, or use async inference")
+    rec.steps.append("rounded floats to 3 decimals to fit the size limit (check the model "
+                     "tolerates it)")
+
+
+def _same_json(a: bytes, b: str) -> bool:
+    """The same JSON value, types included (1.0 is not 1), whatever the spelling."""
+    import orjson
+
+    from kdiag.replays.outputs import loads
+
+    try:
+        opt = orjson.OPT_SORT_KEYS
+        return orjson.dumps(loads(a), option=opt) == orjson.dumps(loads(b), option=opt)
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
+        return False
+
+
+def attach_fixed_payload(res: ValidationResult, req: Request, signatures: list[Signature],
+                         opts: ValidateOptions, sig: Signature) -> None:
+    """Recover the tensors the sender meant and propose the body that carries them, only when
+    validating that body says the endpoint accepts it (so a proposal is never a guess)."""
+    too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
+    try:
+        rec = recover(req.body_bytes, req.content_type, sig)
+        if too_large:
+            _round_floats(rec)
+        if req.content_type != "application/json":
+            rec.steps.insert(0, "Content-Type application/json (was "
+                             + (repr(req.content_type) if req.content_type else "none") + ")")
+        body = tfs_request(rec.tensors, sig,
+                           signature_name=None if sig.name == "serving_default" else sig.name)
+    except (NoFix, UnicodeDecodeError) as e:
+        res.findings.append(Finding("KD900", "info", res.stage or "container",
+                                    f"No corrected payload: {e}.", ""))
+        return
+    except Exception as e:  # the builder refuses values it cannot write (KdiagError)
+        res.findings.append(Finding("KD900", "info", res.stage or "container",
+                                    f"No corrected payload: {e}", ""))
+        return
+    if req.content_type == "application/json" and _same_json(req.body_bytes, body):
+        # The same request again (only its spelling differs): no fix for this root cause.
+        res.findings.append(Finding("KD900", "info", res.stage or "container",
+                                    "No corrected payload: the request already is what kdiag "
+                                    "would send; the cause is not in the payload.", ""))
+        return
+    fixed_req = Request(body=body.encode("utf-8"), content_type="application/json",
+                        accept=req.accept, custom_attributes=req.custom_attributes)
+    check = validate(fixed_req, signatures, opts, propose_fix=False)
+    if check.accepted:
+        res.fixed_payload = {"content_type": "application/json", "body": body,
+                             "changes": rec.steps}
