@@ -83,11 +83,14 @@ TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
 
 
 def _wrapped_by_container(res: ValidationResult) -> str | None:
-    """How the njs dispatcher treated a bare body: 'list' ([[ ...), 'one' (wrapped), or None.
+    r"""How the njs dispatcher treated a bare body: 'list' ([[ ...), 'one' (wrapped), or None.
 
-    Read from the container stage's own decision (its regexes on the text, applied as the real
-    dispatcher applies them), never from the text again: whitespace and key order must not
-    change a diagnosis where the container treats the renderings alike.
+    Read from the container stage's own decision, never from the text again. The njs
+    dispatcher (tensorflowServing.js json_request) is the one place that reads the raw text:
+    is_tfs_json /"(instances|inputs|examples)"\s*:/, is_json_lines /[}\]]\s*[\[{]/ and
+    generic_json_request's /^\s*\[\s*\[/, which kdiag.path.container_njs applies exactly; the
+    Python path's default_handler (python_service.py) forwards the body untouched. Everywhere
+    else whitespace and key order must not change a diagnosis.
     """
     return {"instances-list": "list", "wrapped": "one"}.get(res.container_mode or "")
 
