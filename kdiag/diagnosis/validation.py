@@ -138,8 +138,10 @@ def _straight_to_tfs(req: Request, signatures: list[Signature],
                             tfs_version=generation_for(opts.framework_version).tfs_version)
     ans = tfs.answer(req.body_bytes, None)
     ok = ans.status == 200
+    candidates = ans.status_candidates
     return ValidationResult(
-        ok, ans.status, ans.stage, None if ok else ans.body,
+        ok, None if candidates else ans.status, ans.stage, None if ok else ans.body,
+        status_candidates=candidates,
         tfs_request=req.body_bytes.decode("utf-8", "replace"),
         tfs_target={"model": opts.model_name, "version": None, "method": "predict"},
         tensors=tensor_summary(ans.parse.tensors) if ans.parse and ans.parse.ok else {},
