@@ -152,3 +152,41 @@ def test_probe_does_not_blame_the_deployment_for_what_the_graph_decides(env, nor
     assert payload["agreement"] == "agree" and payload["root_cause"] == "KD413"
     if given == "--model":  # the local run saw the broadcast
         assert "KD420" in codes
+
+
+def test_a_tf_module_holding_a_keras3_model_is_flagged_like_the_runner_fails(tmp_path):
+    """keras-team/keras#20095: tf.saved_model.save of a tf.Module with a Keras 3 model attribute
+    fails in TF Serving's (TF1) loader too; the object-graph marker sees it."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+    import numpy as np
+
+    from kdiag.model.savedmodel import read_saved_model
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+
+    class Holder(tf.Module):
+        def __init__(self, inner):
+            self.inner = inner
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": self.inner(x)}
+
+    holder = Holder(model)
+    path = tmp_path / "1"
+    tf.saved_model.save(holder, str(path), signatures={"serving_default": holder.serve})
+    assert read_saved_model(path).serving().keras3_layers
+    with tf.compat.v1.Session(graph=tf.Graph()) as s:
+        mg = tf.compat.v1.saved_model.loader.load(s, ["serve"], str(path))
+        sig = mg.signature_def["serving_default"]
+        with pytest.raises(Exception, match="Could not find variable"):
+            s.run(sig.outputs["y"].name, {sig.inputs["x"].name: np.ones((1, 3), np.float32)})
+
+
+def test_only_the_tf_saved_model_save_keras3_fixtures_carry_the_marker():
+    from kdiag.model.savedmodel import read_saved_model
+
+    flagged = {str(pb.parent.relative_to(MODELS)) for pb in MODELS.rglob("saved_model.pb")
+               if read_saved_model(pb.parent).serving().keras3_layers}
+    assert flagged == {"custom/tfsave/1", "custom/tfsave_fit/1", "two_inputs_tfsave/1"}
