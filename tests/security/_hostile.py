@@ -89,7 +89,7 @@ class Run:
 
 
 def run_kdiag(args: list[str], cwd: Path, timeout: float = 120, tmpdir: Path | None = None) -> Run:
-    """`python -m kdiag ARGS` in a child that reports its own peak RSS (ru_maxrss) and time."""
+    """`python -m kdiag ARGS` in a child that reports its own peak RSS (VmHWM) and time."""
     script = textwrap.dedent("""
         import json, resource, sys, time, io, contextlib
         t0 = time.perf_counter()
@@ -99,7 +99,13 @@ def run_kdiag(args: list[str], cwd: Path, timeout: float = 120, tmpdir: Path | N
             code = main(sys.argv[1:])
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a pytest
+        # process that already loaded TensorFlow would report the parent's peak.
+        try:
+            with open("/proc/self/status") as f:
+                peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         sys.stderr.write("\\n@@" + json.dumps({"code": code, "seconds": time.perf_counter() - t0,
                                                 "peak_mib": peak}) + "\\n")
     """)
