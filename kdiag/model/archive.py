@@ -469,7 +469,23 @@ def _open_parent(root_fd: int, parts: list[str]) -> int:
         raise
 
 
-def _write_file(root_fd: int, m: Member, rd: _Reader) -> None:
+DISK_RESERVE = 256 << 20  # left free on the file system, whatever the archive wants
+
+
+def _check_disk(root_fd: int, m: Member, path: Path) -> None:
+    """Refuse a member the disk cannot hold (keeping a reserve), before writing any of it."""
+    st = os.fstatvfs(root_fd)
+    free = st.f_bavail * st.f_frsize
+    if m.size + DISK_RESERVE > free:
+        from kdiag.limits import human
+
+        raise KdiagError(f"Extracting {path}: member {m.raw_name!r} is {human(m.size)} and the "
+                         f"temporary folder's disk has {human(free)} free; kdiag stops rather "
+                         "than fill it. Free space or point TMPDIR at a larger disk.")
+
+
+def _write_file(root_fd: int, m: Member, rd: _Reader, path: Path) -> None:
+    _check_disk(root_fd, m, path)
     parts = m.name.split("/")
     parent = _open_parent(root_fd, parts[:-1])
     try:
@@ -518,7 +534,7 @@ def extract_archive(path: Path, dest: Path | None = None, limits: Limits | None 
                     os.close(_open_parent(root_fd, m.name.split("/")))
                     _skip(m, rd)
                 else:
-                    _write_file(root_fd, m, rd)
+                    _write_file(root_fd, m, rd, path)
 
             _walk(path, limits, on_member)
         finally:
