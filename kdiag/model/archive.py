@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kdiag.errors import KdiagError
-from kdiag.limits import LimitExceeded, Limits, active_limits
+from kdiag.limits import LimitExceeded, Limits, active_limits, human
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -147,9 +147,8 @@ _STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFil
 class _Reader:
     """Exact reads from a decompressing stream, counting what was decompressed."""
 
-    def __init__(self, stream: BinaryIO, path: Path) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
-        self.path = path
 
     def read_exact(self, n: int) -> bytes:
         data = self.stream.read(n)
@@ -312,17 +311,11 @@ def _members(reader: _Reader, path: Path, limits: Limits) -> Iterator[tuple[Memb
             raise LimitExceeded(f"Member {name!r} of {path}", data_size, "member_bytes", limits)
         total += data_size
         if total > limits.archive_bytes:
-            raise LimitExceeded(f"{path} uncompressed", f"more than {_h(total)}",
+            raise LimitExceeded(f"{path} uncompressed", f"more than {human(total)}",
                                 "archive_bytes", limits)
         member = Member(name=_clean(name), raw_name=name, type=typ, size=data_size,
                         linkname=linkname, problem=name_problem(name))
         yield member, reader
-
-
-def _h(n: int) -> str:
-    from kdiag.limits import human
-
-    return human(n)
 
 
 def _drain(reader: _Reader, path: Path, limits: Limits, seen: int) -> None:
@@ -335,7 +328,7 @@ def _drain(reader: _Reader, path: Path, limits: Limits, seen: int) -> None:
         total += len(chunk)
         if total > limits.archive_bytes + (1 << 20):
             raise LimitExceeded(f"{path} uncompressed (with what follows the tar end marker)",
-                                f"more than {_h(total)}", "archive_bytes", limits)
+                                f"more than {human(total)}", "archive_bytes", limits)
 
 
 def _link_reason(m: Member) -> str:
@@ -368,7 +361,7 @@ def _walk(path: Path, limits: Limits, on_member: Callable[[Member, _Reader], Non
     stream = _open_stream(path)
     try:
         with stream:
-            reader = _Reader(stream, path)
+            reader = _Reader(stream)
             total = 0
             for member, rd in _members(reader, path, limits):
                 on_member(member, rd)
@@ -477,8 +470,6 @@ def _check_disk(root_fd: int, m: Member, path: Path) -> None:
     st = os.fstatvfs(root_fd)
     free = st.f_bavail * st.f_frsize
     if m.size + DISK_RESERVE > free:
-        from kdiag.limits import human
-
         raise KdiagError(f"Extracting {path}: member {m.raw_name!r} is {human(m.size)} and the "
                          f"temporary folder's disk has {human(free)} free; kdiag stops rather "
                          "than fill it. Free space or point TMPDIR at a larger disk.")
