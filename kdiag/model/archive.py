@@ -283,7 +283,8 @@ def _members(reader: _Reader, path: Path, limits: Limits) -> Iterator[tuple[Memb
             raise LimitExceeded(f"The number of members in {path}",
                                 f"more than {limits.archive_members:,}", "archive_members", limits)
         name = _cstr(block[0:100])
-        if block[257:262] == b"ustar" and block[345:346] != b"\x00" and longname is None:
+        # POSIX ustar only: GNU headers ("ustar  ") keep other fields where the prefix would be
+        if block[257:263] == b"ustar\x00" and block[345:346] != b"\x00" and longname is None:
             name = _cstr(block[345:500]) + "/" + name
         linkname = _cstr(block[157:257])
         if longname is not None:
