@@ -1,5 +1,6 @@
 """Builders of hostile inputs, written byte by byte (no tarfile, no TensorFlow), and a runner
-that measures a kdiag command in a subprocess: exit code, stderr, wall time, peak memory."""
+that measures a kdiag command in a subprocess: exit code, stderr, wall time, peak memory
+(the child's own high-water mark, falling back to resource.getrusage)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ class Run:
 
 
 def run_kdiag(args: list[str], cwd: Path, timeout: float = 120, tmpdir: Path | None = None) -> Run:
-    """`python -m kdiag ARGS` in a child that reports its own peak RSS (VmHWM) and time."""
+    """`python -m kdiag ARGS` in a child that reports its own peak RSS (ru_maxrss) and time."""
     script = textwrap.dedent("""
         import json, resource, sys, time, io, contextlib
         t0 = time.perf_counter()
@@ -99,12 +100,12 @@ def run_kdiag(args: list[str], cwd: Path, timeout: float = 120, tmpdir: Path | N
             code = main(sys.argv[1:])
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a pytest
-        # process that already loaded TensorFlow would report the parent's peak.
+        # VmHWM: this process image's own peak. ru_maxrss survives execve on Linux, so it would
+        # report the (large) test runner that forked this child.
         try:
-            with open("/proc/self/status") as f:
-                peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-        except (OSError, StopIteration):
+            hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+            peak = int(hwm.split()[1]) / 1024
+        except (OSError, IndexError):
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         sys.stderr.write("\\n@@" + json.dumps({"code": code, "seconds": time.perf_counter() - t0,
                                                 "peak_mib": peak}) + "\\n")
