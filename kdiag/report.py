@@ -228,20 +228,54 @@ def render_validation(res, con: Console) -> None:
 
 
 def render_validation_batch(results: list, con: Console) -> None:
-    from rich.table import Table
-
-    from kdiag.diagnosis.validation import one_line
-
-    t = Table(title="Payloads", title_justify="left")
-    t.add_column("payload", no_wrap=True)
-    t.add_column("status", no_wrap=True)
-    t.add_column("verdict")
+    printer = BatchPrinter("text", con)
     for r in results:
-        style = "green" if r.accepted else "red"
-        t.add_row(escape(r.name or ""), f"[{style}]{r.status}[/]", escape(one_line(r)))
-    con.print(t)
-    ok = sum(r.accepted for r in results)
-    con.print(f"{ok} accepted, {len(results) - ok} rejected")
+        printer.add(r)
+    printer.close()
+
+
+class BatchPrinter:
+    """Writes the results of several payloads as they come (text rows, or the JSON document
+    {"results": [...], "accepted": n, "rejected": n} written piece by piece), keeping only the
+    counts: a million-line run holds one result at a time."""
+
+    def __init__(self, fmt: str, con: Console | None = None) -> None:
+        self.fmt = fmt
+        self.con = con
+        self.accepted = 0
+        self.rejected = 0
+
+    def add(self, res) -> None:
+        import json
+
+        from kdiag.diagnosis.validation import one_line
+
+        first = self.accepted + self.rejected == 0
+        if res.accepted:
+            self.accepted += 1
+        else:
+            self.rejected += 1
+        if self.fmt == "json":
+            item = json.dumps(res.to_json(), indent=2, ensure_ascii=False)
+            item = "    " + item.replace("\n", "\n    ")
+            sys.stdout.write(('{\n  "results": [\n' if first else ",\n") + item)
+            return
+        assert self.con is not None
+        if first:
+            self.con.print("[bold]Payloads[/bold]")
+        style = "green" if res.accepted else "red"
+        self.con.print(f"{escape(res.name or '')}  [{style}]{res.status}[/]  "
+                       f"{escape(one_line(res))}", soft_wrap=True)
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            head = '{\n  "results": []' if self.accepted + self.rejected == 0 else "\n  ]"
+            sys.stdout.write(f'{head},\n  "accepted": {self.accepted},\n  '
+                             f'"rejected": {self.rejected}\n}}\n')
+            sys.stdout.flush()
+            return
+        assert self.con is not None
+        self.con.print(f"{self.accepted} accepted, {self.rejected} rejected")
 
 
 def render_replay(res, con: Console) -> None:

@@ -19,7 +19,7 @@ from kdiag.path.request_path import RequestPath, caller_view, tensor_summary
 from kdiag.path.runtime import validation_error
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
-from kdiag.path.wire import check_wire
+from kdiag.path.wire import BODY_LIMITS, body_too_large, check_wire
 
 
 @dataclass
@@ -117,6 +117,28 @@ def _straight_to_tfs(req: Request, signatures: list[Signature],
         tensors=tensor_summary(ans.parse.tensors) if ans.parse and ans.parse.ok else {},
         findings=wire.findings + ans.findings, records=[wire.record] + tfs.records,
         content_type="application/json", response_body=ans.body)
+
+
+def body_limit(opts: ValidateOptions | None = None) -> int:
+    """The largest body the endpoint kind lets through: larger ones need not be read."""
+    return BODY_LIMITS[(opts or ValidateOptions()).endpoint_kind]
+
+
+def oversized(size: int, opts: ValidateOptions | None = None, *,
+              name: str | None = None) -> ValidationResult:
+    """The verdict on a body over the endpoint's limit, decided from its size alone: SageMaker
+    Runtime refuses it (ValidationError 400) and the container never sees it, so kdiag does not
+    read or parse it."""
+    opts = opts or ValidateOptions()
+    finding = body_too_large(size, opts.endpoint_kind)
+    rt = validation_error(finding.message, request_id="kdiag-validate")
+    record = StageRecord(stage="wire", verdict="fail", holds=f"{size} bytes (not read)",
+                         size=size, excerpt="",
+                         detail={"endpoint_kind": opts.endpoint_kind,
+                                 "body_limit": body_limit(opts), "accepted": False,
+                                 "read": False})
+    return ValidationResult(False, 400, "wire", rt.message, findings=[finding],
+                            records=[record] + ([rt.record] if rt.record else []), name=name)
 
 
 def one_line(res: ValidationResult) -> str:
