@@ -123,6 +123,13 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
                                                   else True),
         config_source=cfg.source,
     )
+    from kdiag.atomic import check_output_path
+
+    # Before the run: a report that cannot be written should fail now, not after the replay.
+    if junit_path is not None:
+        check_output_path(junit_path, what="the JUnit report ", create_parents=True)
+    if json_path is not None:
+        check_output_path(json_path, what="the JSON report ", create_parents=True)
     result = run_check(opts)
     if junit_path is not None:
         from kdiag.ci.junit import check_suite, write_junit

@@ -93,6 +93,10 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     from kdiag.report import console, render_replay, render_validation_batch
 
     require_tensorflow("kdiag replay")
+    if out is not None:
+        from kdiag.atomic import check_output_path
+
+        check_output_path(out, what="--out ")
     if capture is not None:
         if payload is not None:
             raise KdiagError("Give either PAYLOAD or --capture, not both.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.atomic import write_atomically
+from kdiag.atomic import check_output_path, write_atomically
 from kdiag.commands._common import emit_json, format_option
 
 
@@ -83,6 +83,8 @@ def command(signature_arg: str, signature_name: str | None, content_type: str, c
         parse_range,
     )
 
+    if out is not None:
+        check_output_path(out, what="--out ")
     dim_map: dict[str, dict[int, int]] = {}
     for spec in dims:
         name, axis, size = parse_dim(spec)
