@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, TensorSpec, format_shape
+from kdiag.redact import MaskingStream, mask
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,7 +27,9 @@ def console(stderr: bool = False) -> Console:
     # Rich reads COLUMNS itself; piped output without it gets 120 columns rather than 80,
     # so tables stay readable in CI logs.
     width = None if (os.environ.get("COLUMNS") or sys.stdout.isatty()) else 120
-    return Console(stderr=stderr, soft_wrap=False, highlight=False, width=width)
+    # Everything printed goes through kdiag.redact.mask: no secret reaches the terminal.
+    stream = MaskingStream(sys.stderr if stderr else sys.stdout)
+    return Console(file=stream, soft_wrap=False, highlight=False, width=width)  # type: ignore[arg-type]
 
 
 # ---- JSON -----------------------------------------------------------------------------------
@@ -258,7 +261,7 @@ class BatchPrinter:
         if self.fmt == "json":
             item = json.dumps(res.to_json(), indent=2, ensure_ascii=False)
             item = "    " + item.replace("\n", "\n    ")
-            sys.stdout.write(('{\n  "results": [\n' if first else ",\n") + item)
+            sys.stdout.write(('{\n  "results": [\n' if first else ",\n") + mask(item))
             return
         assert self.con is not None
         if first:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import exit_with
+from kdiag.redact import mask
 
 EPILOG = """\b
 Examples:
@@ -139,7 +140,7 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
         _write_json(json_path, result.to_json())
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(result):
-            click.echo(line)
+            click.echo(mask(line))
     _render(result, quiet)
     exit_with(result.exit_code)
 
@@ -149,7 +150,7 @@ def _write_json(path: Path, doc: dict) -> None:
 
     from kdiag.atomic import write_atomically
 
-    write_atomically(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+    write_atomically(path, mask(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n",
                      create_parents=True)
 
 

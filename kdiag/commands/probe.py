@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
-from kdiag.commands._common import exit_with, fail_on_option, format_option
+from kdiag.commands._common import emit_json, exit_with, fail_on_option, format_option
 
 EPILOG = """\b
 Examples:
@@ -134,7 +131,7 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
         raise
     doc = redact.tree(result.to_json())
     if fmt == "json":
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        emit_json(doc)
     else:
         from kdiag.report import console
 
