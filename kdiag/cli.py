@@ -80,9 +80,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every
+    `finally` and `with` block runs (temporary folders, half-written files) before exit 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+    import threading
+
     from kdiag.errors import KdiagError
     from kdiag.redact import mask
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
@@ -104,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        sys.exit(143)
     except BrokenPipeError:
         sys.exit(0)
     except Exception as e:  # a bug in kdiag: still one paragraph, with a pointer to --debug

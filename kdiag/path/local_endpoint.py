@@ -34,14 +34,17 @@ class LocalEndpoint(RequestPath):
         self._tmp: Path | None = None
         uploaded = read_model(path)  # as the container's model discovery sees it
         on_disk = uploaded
-        if uploaded.kind == "archive":
-            self._tmp = extract_archive(path)
-            on_disk = read_model(self._tmp)
-        if on_disk.savedmodel_dir is None or not on_disk.signatures:
+        try:
+            if uploaded.kind == "archive":
+                self._tmp = extract_archive(path)
+                on_disk = read_model(self._tmp)
+            if on_disk.savedmodel_dir is None or not on_disk.signatures:
+                raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
+                                 + explain_errors(uploaded.findings))
+            target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
+        except BaseException:  # errors, Ctrl-C, SIGTERM: the extraction never outlives us
             self.close()
-            raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
-                             + explain_errors(uploaded.findings))
-        target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
+            raise
         self.savedmodel_dir = on_disk.savedmodel_dir
         self.target_findings = target.findings  # e.g. KD230: inference.py present, not run
         self._runner = None
