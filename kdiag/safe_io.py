@@ -214,6 +214,6 @@ def bounded_lines(fh: BinaryIO, max_line: int = MAX_LINE_BYTES
             yield lineno, (LineTooLong(lineno, held) if over else b"".join(parts))
             parts, held, over = [], 0, False
             start = nl + 1
-    if held or parts:
+    if held:
         lineno += 1
         yield lineno, (LineTooLong(lineno, held) if over else b"".join(parts))

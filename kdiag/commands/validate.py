@@ -74,7 +74,13 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     PAYLOAD is a file, - for stdin, or a folder of payload files.
     """
     from kdiag.diagnosis.findings import fails
-    from kdiag.diagnosis.validation import ValidateOptions, body_limit, oversized, validate
+    from kdiag.diagnosis.validation import (
+        ValidateOptions,
+        body_limit,
+        oversized,
+        validate,
+        validate_oversized,
+    )
     from kdiag.model.target import resolve_target
     from kdiag.path.container import Request
     from kdiag.payloads.files import MAX_BODY_BYTES, iter_payloads
@@ -98,7 +104,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
             else:
                 req = Request(body=pl.body, content_type=pl.content_type, accept=accept,
                               custom_attributes=custom_attributes)
-                res = validate(req, target.signatures, opts, name=pl.name)
+                check = validate_oversized if pl.size > body_limit(opts) else validate
+                res = check(req, target.signatures, opts, name=pl.name)
             res.findings = target.findings + res.findings
             yield res
 

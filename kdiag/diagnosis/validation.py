@@ -141,6 +141,26 @@ def oversized(size: int, opts: ValidateOptions | None = None, *,
                             records=[record] + ([rt.record] if rt.record else []), name=name)
 
 
+def validate_oversized(req: Request, signatures: list[Signature],
+                       opts: ValidateOptions | None = None, *,
+                       name: str | None = None) -> ValidationResult:
+    """--parse-oversized: the verdict stays the Runtime's refusal (KD101, nothing is delivered),
+    and the stages after the wire show what the container and TF Serving would make of the
+    body if it were (as through an asynchronous endpoint)."""
+    from dataclasses import replace
+
+    opts = opts or ValidateOptions()
+    res = validate(req, signatures, replace(opts, endpoint_kind="async"), name=name)
+    refused = oversized(len(req.body_bytes), opts, name=name)
+    res.accepted, res.status, res.stage, res.error = False, 400, "wire", refused.error
+    res.findings = refused.findings + [f for f in res.findings if f.stage != "wire"
+                                       or f.code != "KD101"]
+    res.records = refused.records[:1] + [r for r in res.records if r.stage not in
+                                          ("wire", "runtime")] + refused.records[1:]
+    res.response_body = None
+    return res
+
+
 def one_line(res: ValidationResult) -> str:
     """The verdict in one line, for batch reports."""
     if res.accepted:
