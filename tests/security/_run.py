@@ -54,10 +54,10 @@ def start(args: list[str], *, code: str = KDIAG, env: dict[str, str] | None = No
           cwd: str | Path | None = None) -> tuple[subprocess.Popen, Path]:
     out_dir = Path(tempfile.mkdtemp(prefix="secio-run-"))
     env = {**(env or {}), "SECIO_PEAK_FILE": str(out_dir / "peak")}
-    p = subprocess.Popen([sys.executable, "-c", PEAK_PRELUDE + code, *args], cwd=cwd or ROOT,
-                         env=_env(env),
-                         stdin=subprocess.DEVNULL,
-                         stdout=open(out_dir / "out", "wb"), stderr=open(out_dir / "err", "wb"))
+    with open(out_dir / "out", "wb") as out, open(out_dir / "err", "wb") as err:
+        p = subprocess.Popen([sys.executable, "-c", PEAK_PRELUDE + code, *args],
+                             cwd=cwd or ROOT, env=_env(env), stdin=subprocess.DEVNULL,
+                             stdout=out, stderr=err)
     return p, out_dir
 
 
