@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from kdiag.commands._common import cap_option, trust_model_option
+
 
 @click.command("serve", epilog="""\b
 Examples:
@@ -49,6 +51,8 @@ Then, unmodified:
 @click.option("--header-timeout", type=click.FloatRange(0.1, 3600), default=10.0,
               show_default=True, help="Seconds a connection has to send a complete request "
                                       "head before it is closed.")
+@cap_option
+@trust_model_option
 def command(model: str, host: str, port: int, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, endpoint_name: str,
             max_body_mb: int, max_connections: int, header_timeout: float) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import cap_option, emit_json, exit_with, format_option
 from kdiag.safe_io import MAX_LINE_BYTES
 
 EPILOG = """\b
@@ -62,6 +62,7 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
 @format_option
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
               show_default=True, help="Also exit 1 when a finding is at or above this severity.")
+@cap_option
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
@@ -81,11 +82,14 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
         validate,
         validate_oversized,
     )
+    from kdiag.model.signature import pick_signature
     from kdiag.model.target import resolve_target
     from kdiag.path.container import Request
     from kdiag.payloads.files import MAX_BODY_BYTES, iter_payloads
     from kdiag.report import BatchPrinter, console, render_validation
+    from kdiag.results import Diagnosis
 
+    # Resolved once: a folder of payloads does not read (or decompress) the model per body.
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
     opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
@@ -113,7 +117,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     if single:
         res = next(iter(results()))
         if fmt == "json":
-            emit_json(res.to_json())
+            sig = pick_signature(target.signatures, signature_name) if target.signatures else None
+            emit_json(Diagnosis(res, sig).to_dict())
         else:
             render_validation(res, console())
         exit_with(1 if not res.accepted or fails(res.findings, fail_on) else 0)
