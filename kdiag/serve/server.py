@@ -719,11 +719,11 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.state_lock:
                 self.server.active -= 1
         if not 100 <= reply.status <= 599:
-            # kdiag predicts no HTTP answer at all (TF Serving overflowing its stack): a client
-            # would see the connection drop, or nginx's 502. Say so in a well-formed answer.
+            # kdiag predicts no HTTP answer at all (TF Serving overflowing its stack), so there
+            # is no real answer to imitate: say so in a well-formed 502 of kdiag's own.
             reply = _json_reply(502, tfserving_json_error(
-                "kdiag serve: the real server gives no answer to this request (TF Serving "
-                "crashes on it); nginx in front of it answers 502"),
+                "kdiag serve: TF Serving crashes on this request and gives no answer; what a "
+                "client behind the container receives then is not predicted"),
                 f"predicted crash (status {reply.status})")
         self._send(reply, t0)
 

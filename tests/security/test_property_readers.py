@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kdiag.diagnosis.validation import validate
 from kdiag.errors import KdiagError
-from kdiag.model.signature import load_signature
+from kdiag.model.target import load_signature
 from kdiag.path.container import Request
 from kdiag.payloads.files import iter_payloads
 from kdiag.payloads.recover import NoFix, recover
