@@ -244,8 +244,11 @@ class BatchPrinter:
     {"results": [...], "accepted": n, "rejected": n} written piece by piece), keeping only the
     counts: a million-line run holds one result at a time."""
 
-    def __init__(self, fmt: str, con: Console | None = None) -> None:
+    def __init__(self, fmt: str, con: Console | None = None, *,
+                 schema_version: int | None = None) -> None:
         self.fmt = fmt
+        self.schema = "" if schema_version is None else \
+            f'\n  "schema_version": {schema_version},'  # kdiag.results.SCHEMA_VERSION
         self.con = con
         self.accepted = 0
         self.rejected = 0
@@ -254,7 +257,6 @@ class BatchPrinter:
         import json
 
         from kdiag.diagnosis.validation import one_line
-        from kdiag.results import SCHEMA_VERSION
 
         first = self.accepted + self.rejected == 0
         if res.accepted:
@@ -264,7 +266,7 @@ class BatchPrinter:
         if self.fmt == "json":
             item = json.dumps(res.to_json(), indent=2, ensure_ascii=False)
             item = "    " + item.replace("\n", "\n    ")
-            head = f'{{\n  "schema_version": {SCHEMA_VERSION},\n  "results": [\n'
+            head = "{" + self.schema + '\n  "results": [\n'
             sys.stdout.write((head if first else ",\n") + mask(item))
             return
         assert self.con is not None
@@ -275,10 +277,8 @@ class BatchPrinter:
                        f"{escape(one_line(res))}", soft_wrap=True)
 
     def close(self) -> None:
-        from kdiag.results import SCHEMA_VERSION
-
         if self.fmt == "json":
-            head = (f'{{\n  "schema_version": {SCHEMA_VERSION},\n  "results": []'
+            head = ("{" + self.schema + '\n  "results": []'
                     if self.accepted + self.rejected == 0 else "\n  ]")
             sys.stdout.write(f'{head},\n  "accepted": {self.accepted},\n  '
                              f'"rejected": {self.rejected}\n}}\n')

@@ -87,7 +87,7 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     from kdiag.path.container import Request
     from kdiag.payloads.files import MAX_BODY_BYTES, iter_payloads
     from kdiag.report import BatchPrinter, console, render_validation
-    from kdiag.results import Diagnosis
+    from kdiag.results import SCHEMA_VERSION, Diagnosis
 
     # Resolved once: a folder of payloads does not read (or decompress) the model per body.
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
@@ -124,7 +124,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
         exit_with(1 if not res.accepted or fails(res.findings, fail_on) else 0)
     # Several payloads: each result is written as soon as it is known and then dropped, so
     # memory stays flat whatever the number of lines or files.
-    printer = BatchPrinter(fmt, console() if fmt == "text" else None)
+    printer = BatchPrinter(fmt, console() if fmt == "text" else None,
+                           schema_version=SCHEMA_VERSION)
     bad = False
     for res in results():
         bad |= not res.accepted or fails(res.findings, fail_on)
