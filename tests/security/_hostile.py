@@ -99,7 +99,13 @@ def run_kdiag(args: list[str], cwd: Path, timeout: float = 120, tmpdir: Path | N
             code = main(sys.argv[1:])
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM: this process's own peak since exec. ru_maxrss also carries the pre-exec
+        # high-water mark, i.e. the size of the pytest process that spawned it.
+        try:
+            with open("/proc/self/status") as f:
+                peak = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         sys.stderr.write("\\n@@" + json.dumps({"code": code, "seconds": time.perf_counter() - t0,
                                                 "peak_mib": peak}) + "\\n")
     """)
