@@ -64,7 +64,10 @@ def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:  # deeper than any output: a ValueError like any bad JSON
+            raise ValueError("the JSON nests too deep to be outputs") from None
 
 
 def _decode_b64(v: Any) -> Any:
