@@ -42,10 +42,20 @@ Then, unmodified:
 @click.option("--endpoint-name", default="local", show_default=True,
               help="The EndpointName boto3 must send; any other name gets the Runtime's "
                    "'Endpoint ... not found' ValidationError.")
+@click.option("--max-body-mb", type=click.IntRange(1, 4096), default=100, show_default=True,
+              help="Largest body /invocations and /v1/ accept (413 above). The Runtime API "
+                   "route always applies SageMaker's 6 MiB limit, with its ValidationError.")
+@click.option("--max-connections", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Open connections at most; the longest-idle one is closed to make room, and "
+                   "a new one gets 503 when all are busy.")
+@click.option("--header-timeout", type=click.FloatRange(0.1, 3600), default=10.0,
+              show_default=True, help="Seconds a connection has to send a complete request "
+                                      "head before it is closed.")
 @cap_option
 @trust_model_option
 def command(model: str, host: str, port: int, framework_version: str | None,
-            code_dir: Path | None, model_name: str | None, endpoint_name: str) -> None:
+            code_dir: Path | None, model_name: str | None, endpoint_name: str,
+            max_body_mb: int, max_connections: int, header_timeout: float) -> None:
     """Serve a model locally as a SageMaker TensorFlow Serving endpoint, for real clients.
 
     One server speaks the container contract (GET /ping, POST /invocations), the SageMaker
@@ -61,7 +71,9 @@ def command(model: str, host: str, port: int, framework_version: str | None,
                              model_name=model_name)
     try:
         seconds = load_model(endpoint)
-        server = start_server(endpoint, host, port, endpoint_name, log=_log)
+        server = start_server(endpoint, host, port, endpoint_name, log=_log,
+                              max_body=max_body_mb << 20, max_connections=max_connections,
+                              header_timeout=header_timeout)
     except BaseException:
         endpoint.close()
         raise

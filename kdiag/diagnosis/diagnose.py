@@ -66,6 +66,10 @@ TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
     (re.compile(r"base64|b64"), "KD309",
      "Binary data for a string input must be sent as {\"b64\": \"<base64>\"}.",
      "Send {\"instances\": [{\"b64\": base64.b64encode(data).decode()}]}."),
+    (re.compile(r"tensor parsing error: "), "KD330",
+     "An input has more than 254 dimensions, TensorFlow's limit: TF Serving parses the JSON, "
+     "then cannot make a tensor of it and answers 400 \"tensor parsing error: <input>\".",
+     "Send the input with the signature's rank (kdiag inspect shows it)."),
     (re.compile(r"JSON Parse error"), "KD310",
      "The body is not valid JSON where TF Serving parses it.",
      "Send the output of json.dumps(...); check quoting and trailing commas."),

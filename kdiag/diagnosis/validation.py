@@ -19,7 +19,7 @@ from kdiag.path.request_path import RequestPath, caller_view, tensor_summary
 from kdiag.path.runtime import validation_error
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
-from kdiag.path.wire import check_wire
+from kdiag.path.wire import BODY_LIMITS, body_too_large, check_wire
 from kdiag.payloads.build import tfs_request
 from kdiag.payloads.recover import NoFix, recover
 
@@ -122,6 +122,48 @@ def _straight_to_tfs(req: Request, signatures: list[Signature],
         tensors=tensor_summary(ans.parse.tensors) if ans.parse and ans.parse.ok else {},
         findings=wire.findings + ans.findings, records=[wire.record] + tfs.records,
         content_type="application/json", response_body=ans.body)
+
+
+def body_limit(opts: ValidateOptions | None = None) -> int:
+    """The largest body the endpoint kind lets through: larger ones need not be read."""
+    return BODY_LIMITS[(opts or ValidateOptions()).endpoint_kind]
+
+
+def oversized(size: int, opts: ValidateOptions | None = None, *,
+              name: str | None = None) -> ValidationResult:
+    """The verdict on a body over the endpoint's limit, decided from its size alone: SageMaker
+    Runtime refuses it (ValidationError 400) and the container never sees it, so kdiag does not
+    read or parse it."""
+    opts = opts or ValidateOptions()
+    finding = body_too_large(size, opts.endpoint_kind)
+    rt = validation_error(finding.message, request_id="kdiag-validate")
+    record = StageRecord(stage="wire", verdict="fail", holds=f"{size} bytes (not read)",
+                         size=size, excerpt="",
+                         detail={"endpoint_kind": opts.endpoint_kind,
+                                 "body_limit": body_limit(opts), "accepted": False,
+                                 "read": False})
+    return ValidationResult(False, 400, "wire", rt.message, findings=[finding],
+                            records=[record] + ([rt.record] if rt.record else []), name=name)
+
+
+def validate_oversized(req: Request, signatures: list[Signature],
+                       opts: ValidateOptions | None = None, *,
+                       name: str | None = None) -> ValidationResult:
+    """--parse-oversized: the verdict stays the Runtime's refusal (KD101, nothing is delivered),
+    and the stages after the wire show what the container and TF Serving would make of the
+    body if it were (as through an asynchronous endpoint)."""
+    from dataclasses import replace
+
+    opts = opts or ValidateOptions()
+    res = validate(req, signatures, replace(opts, endpoint_kind="async"), name=name)
+    refused = oversized(len(req.body_bytes), opts, name=name)
+    res.accepted, res.status, res.stage, res.error = False, 400, "wire", refused.error
+    res.findings = refused.findings + [f for f in res.findings if f.stage != "wire"
+                                       or f.code != "KD101"]
+    res.records = refused.records[:1] + [r for r in res.records if r.stage not in
+                                          ("wire", "runtime")] + refused.records[1:]
+    res.response_body = None
+    return res
 
 
 def one_line(res: ValidationResult) -> str:

@@ -142,8 +142,9 @@ class TfServingEmulator:
                 "not checked against the signature.", "")]))
         self.records.append(parse_record(parse))
         if not parse.ok:
-            return Prepared(TfsAnswer(parse.status, parse.body or "", parse, [], "tfs-parse"))
-        found = [Finding("KD321", "warning", "tfs-parse", w, "") for w in parse.warnings]
+            crash = [parse_warning_finding(w) for w in parse.warnings if _CRASH_TEXT in w]
+            return Prepared(TfsAnswer(parse.status, parse.body or "", parse, crash, "tfs-parse"))
+        found = [parse_warning_finding(w) for w in parse.warnings]
         sig = pick_signature(self.signatures, parse.signature_name)
         check = check_tensors(parse.tensors, sig)
         self.records.append(check.record)
@@ -201,3 +202,21 @@ class TfServingEmulator:
                      else f"Specific({target.model}, {target.version})")
             return f"Servable not found for request: {which}"
         return None
+
+
+_CRASH_TEXT = "overflows its stack"
+
+
+def parse_warning_finding(warning: str) -> Finding:
+    """A TF Serving parse warning as a finding: deep nesting and too many dimensions have
+    their own codes (KD331, KD332), the rest is KD321."""
+    if _CRASH_TEXT in warning:
+        return Finding("KD332", "error", "tfs-parse", warning,
+                       "Send the input with the signature's rank; no real tensor nests this deep.")
+    if "levels deep" in warning:
+        return Finding("KD332", "warning", "tfs-parse", warning,
+                       "Send the input with the signature's rank; no real tensor nests this deep.")
+    if "kdiag (numpy) cannot hold" in warning:
+        return Finding("KD331", "warning", "tfs-parse", warning,
+                       "Send the input with the signature's rank.")
+    return Finding("KD321", "warning", "tfs-parse", warning, "")

@@ -58,8 +58,10 @@ def _parse_body(body: str, content_type: str, steps: list[str]) -> Any:
             raise NoFix("the CSV rows hold values that are not numbers") from None
     try:
         return _loads(body)
-    except (json.JSONDecodeError, RecursionError):
+    except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise NoFix("the body nests too deep to be a tensor") from None
     lines = [ln for ln in body.splitlines() if ln.strip()]
     try:
         values = [_loads(ln) for ln in lines]
@@ -106,22 +108,64 @@ def _match_names(keys: list[str], sig: Signature) -> dict[str, str] | None:
     return None
 
 
+MAX_RANK = 64  # numpy's limit; deeper values cannot be a tensor kdiag rewrites
+
+
+def _scan(name: str, value: Any) -> tuple[tuple[int, ...], list]:
+    """The shape and the leaves (row-major) of nested lists, walked without recursion.
+
+    Ragged rows, lists mixed with values and nesting past MAX_RANK raise NoFix before anything
+    is allocated: memory stays proportional to the values the body holds (numpy would build a
+    fixed-width text array as wide as the longest string times the number of values).
+    """
+    shape: list[int] = []
+    x = value
+    while isinstance(x, list):
+        if len(shape) >= MAX_RANK:
+            raise NoFix(f"the values for {name!r} nest more than {MAX_RANK} levels deep")
+        shape.append(len(x))
+        if not x:
+            break
+        x = x[0]
+    leaves: list = []
+    level = [value]
+    for depth, size in enumerate(shape):
+        nxt: list = []
+        for lst in level:
+            if not isinstance(lst, list):
+                raise NoFix(f"the values for {name!r} are ragged or mix lists and numbers")
+            if len(lst) != size:
+                raise NoFix(f"the values for {name!r} are ragged (rows of different lengths)")
+            nxt.extend(lst)
+        level = nxt
+        if depth == len(shape) - 1:
+            leaves = level
+    if not shape:
+        leaves = [value]
+    if any(isinstance(v, list | dict) for v in leaves):
+        raise NoFix(f"the values for {name!r} are ragged or mix lists and numbers")
+    return tuple(shape), leaves
+
+
 def _as_array(name: str, value: Any, spec: TensorSpec, steps: list[str]) -> np.ndarray:
     value = _unjson(value, steps)
     if spec.dtype == "string":
         return _as_strings(name, value, spec, steps)
-    try:
-        arr = np.asarray(value)
-    except ValueError:
-        raise NoFix(f"the values for {name!r} are ragged (rows of different lengths)") from None
-    if arr.dtype == object:
-        raise NoFix(f"the values for {name!r} are ragged or mix lists and numbers")
-    if arr.dtype.kind in "US":
+    shape, leaves = _scan(name, value)
+    if any(isinstance(v, str) for v in leaves):
         try:
-            arr = arr.astype(np.float64)
-        except ValueError:
+            arr = np.array([float(v) for v in leaves], dtype=np.float64)
+        except (ValueError, TypeError):
             raise NoFix(f"{name!r} holds text that is not a number") from None
         steps.append(f"turned the quoted numbers of {name!r} into JSON numbers")
+    else:
+        if any(v is None for v in leaves):
+            raise NoFix(f"{name!r} holds values of type null")
+        try:
+            arr = np.array(leaves)
+        except (OverflowError, ValueError):
+            arr = np.array(leaves, dtype=np.float64)
+    arr = arr.reshape(shape)
     if arr.dtype.kind == "b" and spec.dtype != "bool":
         arr = arr.astype(np.int64)
     if spec.dtype == "bool":
@@ -163,16 +207,41 @@ def _as_strings(name: str, value: Any, spec: TensorSpec, steps: list[str]) -> np
             return v.encode("utf-8")
         raise NoFix(f"{name!r} is a string input and holds {type(v).__name__} values")
 
-    def walk(v: Any) -> Any:
-        return [walk(x) for x in v] if isinstance(v, list) else leaf(v)
+    shape, leaves = _scan(name, _b64_leaves_as_values(value))
+    arr = np.empty(len(leaves), dtype=object)
+    arr[:] = [leaf(v.obj if isinstance(v, _Leaf) else v) for v in leaves]
+    return _fit_shape(name, arr.reshape(shape), spec, steps)
 
-    nested = walk(value)
-    arr = np.empty(0, dtype=object)
-    try:
-        arr = np.array(nested, dtype=object)
-    except ValueError:
-        raise NoFix(f"the values for {name!r} are ragged") from None
-    return _fit_shape(name, arr, spec, steps)
+
+class _Leaf:
+    """A {"b64": ...} object held as one value while the lists around it are scanned."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: dict) -> None:
+        self.obj = obj
+
+
+def _b64_leaves_as_values(value: Any) -> Any:
+    """Copy of the nested lists with each dict wrapped as a _Leaf (iteratively)."""
+    if isinstance(value, dict):
+        return _Leaf(value)
+    if not isinstance(value, list):
+        return value
+    root: list = []
+    stack = [(value, root)]
+    while stack:
+        src, dst = stack.pop()
+        for v in src:
+            if isinstance(v, list):
+                if len(stack) > MAX_RANK * 4096:
+                    raise NoFix("the values nest too deep")
+                sub: list = []
+                dst.append(sub)
+                stack.append((v, sub))
+            else:
+                dst.append(_Leaf(v) if isinstance(v, dict) else v)
+    return root
 
 
 def _fit_shape(name: str, arr: np.ndarray, spec: TensorSpec, steps: list[str]) -> np.ndarray:

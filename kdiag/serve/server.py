@@ -42,6 +42,8 @@ __all__ = ["MAX_BODY", "Reply", "RunningServer", "ServerApp", "load_model", "sta
 
 MAX_BODY = 100 * 1024 * 1024  # refused with 413 before reading; nginx's client_body_buffer_size
 SOCKET_TIMEOUT = 30.0  # per socket operation: a client that stalls loses its connection
+HEADER_TIMEOUT = 10.0  # a connection must send a complete request head within this many seconds
+MAX_CONNECTIONS = 64  # open connections; the longest-idle one makes room for a new one
 RUNTIME_DEADLINE = 60.0  # SageMaker Runtime's wait for the container (InvokeEndpoint doc string)
 ACCOUNT = "123456789012"  # the account kdiag's runtime answers as (runtime.py's default)
 REGION = "us-east-1"
@@ -394,7 +396,7 @@ class ServerApp:
         version as an int64."""
         version = None
         if raw_version:
-            v = int(raw_version)
+            v = int(raw_version) if len(raw_version) <= 19 else _INT64_MAX + 1
             if v > _INT64_MAX:
                 return None, None, None, self._tfs_error(
                     "INVALID_ARGUMENT", f"Failed to convert version: {raw_version} to numeric.")
@@ -511,32 +513,101 @@ def _close_quietly(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+# Content-Length as RFC 9110 §8.6 writes it: digits only (no sign, no spaces, no list).
+_LENGTH_RE = re.compile(r"[0-9]{1,18}")
+
+
 class _HTTPServer(ThreadingHTTPServer):
+    """One thread per connection, with two bounds that keep a shared machine's server answering:
+
+    - at most `max_connections` open connections: when a new one arrives at the cap, the
+      connection idle longest (waiting for a request) is closed to make room; when every
+      connection is busy with a request, the new one gets 503 and is closed;
+    - a header deadline: a connection that has not sent a complete request head within
+      `header_timeout` seconds of connecting (or of its previous answer) is closed, however
+      slowly it trickles bytes.
+    """
+
     daemon_threads = True
     request_queue_size = 128
 
     def __init__(self, addr, app: ServerApp, *, max_body: int, socket_timeout: float,
-                 log: Callable[[str], None] | None) -> None:
+                 log: Callable[[str], None] | None, max_connections: int = MAX_CONNECTIONS,
+                 header_timeout: float = HEADER_TIMEOUT) -> None:
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
         self.app = app
         self.max_body = max_body
         self.socket_timeout = socket_timeout
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
         self.log = log
         self.active = 0
-        self.conns: set[socket.socket] = set()
+        # socket -> monotonic time it became idle (waiting for a request head), or None if busy
+        self.conns: dict[socket.socket, float | None] = {}
         self.state_lock = threading.Lock()
+        self._reaper_stop = threading.Event()
         super().__init__(addr, _Handler)
+        self._reaper = threading.Thread(target=self._reap, name="kdiag-serve-deadline",
+                                        daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        while not self._reaper_stop.wait(min(0.25, self.header_timeout / 4)):
+            now = time.monotonic()
+            with self.state_lock:
+                late = [s for s, since in self.conns.items()
+                        if since is not None and now - since > self.header_timeout]
+            for sock in late:
+                _close_quietly(sock)
+
+    def mark(self, sock: socket.socket, idle: bool) -> None:
+        with self.state_lock:
+            if sock in self.conns:
+                self.conns[sock] = time.monotonic() if idle else None
 
     def process_request(self, request, client_address):
         with self.state_lock:
-            self.conns.add(request)
+            evict = None
+            if len(self.conns) >= self.max_connections:
+                idle = [(since, s) for s, since in self.conns.items() if since is not None]
+                if not idle:
+                    full = True
+                else:
+                    full = False
+                    evict = min(idle, key=lambda t: t[0])[1]
+                    self.conns.pop(evict, None)
+            else:
+                full = False
+            if not full:
+                self.conns[request] = time.monotonic()
+        if evict is not None:
+            _close_quietly(evict)
+        if full:
+            self._refuse_busy(request)
+            return
         super().process_request(request, client_address)
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        body = tfserving_json_error(f"kdiag serve is answering {self.max_connections} requests "
+                                    "already; try again").encode()
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {JSON}\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(head.encode() + body)
+        self.shutdown_request(request)
+        if self.log is not None:
+            self.log("- - - 503 (connection cap reached, all connections busy)")
 
     def shutdown_request(self, request):
         with self.state_lock:
-            self.conns.discard(request)
+            self.conns.pop(request, None)
         super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        self._reaper_stop.set()
+        super().server_close()
 
     def handle_error(self, request, client_address):
         # A client that vanished mid-request; the handler already logged what it could.
@@ -554,12 +625,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.socket_timeout
         super().setup()
 
+    def handle_one_request(self) -> None:
+        # Idle until the request head is parsed (the header deadline runs), busy after.
+        self.server.mark(self.connection, idle=True)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok:
+            self.server.mark(self.connection, idle=False)
+        return ok
+
     def log_message(self, format: str, *args) -> None:
         pass  # one line per request is written by _dispatch, without headers
 
     def handle_expect_100(self) -> bool:
-        if self._declared_length() > self.server.max_body:
-            self._refuse_too_large(time.perf_counter())
+        length = self._declared_length()
+        if length is not None and length > self._body_limit():
+            self._refuse_too_large(time.perf_counter(), length)
             return False
         return super().handle_expect_100()
 
@@ -568,17 +651,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_GET
 
-    def _declared_length(self) -> int:
-        try:
-            return int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return -1
+    def _declared_length(self) -> int | None:
+        """The Content-Length, 0 when absent, None when duplicated or malformed."""
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return 0
+        if len(values) > 1 or not _LENGTH_RE.fullmatch(values[0]):
+            return None
+        return int(values[0])
 
-    def _refuse_too_large(self, t0: float) -> None:
-        size = self._declared_length()
-        body = tfserving_json_error(f"request body of {size} bytes is over kdiag serve's limit "
-                                    f"of {self.server.max_body} bytes").encode()
+    def _is_runtime(self) -> bool:
+        return bool(_RUNTIME_RE.fullmatch((self.path or "").split("?", 1)[0]))
+
+    def _body_limit(self) -> int:
+        return BODY_MAX if self._is_runtime() else self.server.max_body
+
+    def _refuse_too_large(self, t0: float, size: int) -> None:
         self.close_connection = True
+        if self._is_runtime():
+            # SageMaker Runtime's own refusal of a body over the BodyBlob limit: the message
+            # ServerApp gives once a body is read, decided here from Content-Length alone.
+            out = validation_error("1 validation error detected: Value at 'body' failed to "
+                                   "satisfy constraint: Member must have length less than or "
+                                   f"equal to {BODY_MAX}")
+            self._send(Reply(out.http_status, dict(out.http_headers), out.http_body,
+                             "too large, not read"), t0)
+            return
+        body = tfserving_json_error(f"request body of {size} bytes is over kdiag serve's limit "
+                                    f"of {self.server.max_body} bytes (--max-body-mb)").encode()
         self._send(Reply(413, {"Content-Type": JSON}, body, "too large, not read"), t0)
 
     def _dispatch(self) -> None:
@@ -590,12 +690,13 @@ class _Handler(BaseHTTPRequestHandler):
                                    "chunked body refused"), t0)
             return
         length = self._declared_length()
-        if length < 0:
+        if length is None:
             self.close_connection = True
-            self._send(_json_reply(400, tfserving_json_error("bad Content-Length")), t0)
+            self._send(_json_reply(400, tfserving_json_error(
+                "bad Content-Length: send exactly one, as digits"), "bad Content-Length"), t0)
             return
-        if length > self.server.max_body:
-            self._refuse_too_large(t0)
+        if length > self._body_limit():
+            self._refuse_too_large(t0, length)
             return
         try:
             body = self.rfile.read(length) if length else b""
@@ -611,9 +712,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.active += 1
         try:
             reply = self.server.app.handle(self.command, self.path, self.headers, body)
+        except Exception as e:  # never a dropped connection: a well-formed 500
+            reply = _json_reply(500, tfserving_json_error(f"kdiag: {type(e).__name__}"),
+                                f"internal error {type(e).__name__}")
         finally:
             with self.server.state_lock:
                 self.server.active -= 1
+        if not 100 <= reply.status <= 599:
+            # kdiag predicts no HTTP answer at all (TF Serving overflowing its stack), so there
+            # is no real answer to imitate: say so in a well-formed 502 of kdiag's own.
+            reply = _json_reply(502, tfserving_json_error(
+                "kdiag serve: TF Serving crashes on this request and gives no answer; what a "
+                "client behind the container receives then is not predicted"),
+                f"predicted crash (status {reply.status})")
         self._send(reply, t0)
 
     def _send(self, reply: Reply, t0: float) -> None:
@@ -690,7 +801,8 @@ class RunningServer:
 def start_server(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 0,
                  endpoint_name: str = "local", *, variant: str = VARIANT,
                  log: Callable[[str], None] | None = None, max_body: int = MAX_BODY,
-                 socket_timeout: float = SOCKET_TIMEOUT,
+                 socket_timeout: float = SOCKET_TIMEOUT, header_timeout: float = HEADER_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS,
                  runtime_deadline: float | None = RUNTIME_DEADLINE) -> RunningServer:
     """Serve `endpoint` on host:port (0 picks a free port) in a background thread.
 
@@ -706,7 +818,8 @@ def start_server(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 0
                     runtime_deadline=runtime_deadline)
     try:
         httpd = _HTTPServer((host, port), app, max_body=max_body, socket_timeout=socket_timeout,
-                            log=log)
+                            log=log, header_timeout=header_timeout,
+                            max_connections=max_connections)
     except OSError as e:
         what = "is in use" if getattr(e, "errno", None) in (98, 48, 10048) else f"failed: {e}"
         raise KdiagError(f"cannot listen on {host}:{port}: the address {what}. Pick another "
