@@ -94,6 +94,7 @@ CODES: dict[str, str] = {
     "KD314": "model or version not loaded (404 Servable not found)",
     "KD320": "classify/regress request: not checked against the signature",
     "KD321": "TF Serving accepts the body but ignores or alters part of it",
+    "KD322": "classify/regress on a signature TF Serving cannot use for that method",
     # signature
     "KD401": "tensor rank differs from the signature: the graph fails",
     "KD402": "an inner dimension differs from the signature: the graph fails",

@@ -31,7 +31,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from kdiag.errors import KdiagError
-from kdiag.model.signature import DTYPE_NAMES, Signature, pick_signature
+from kdiag.model.signature import DTYPE_NAMES, Signature, dtype_enum_name, pick_signature
 from kdiag.path import tfserving
 from kdiag.path.container import Request, TfsTarget
 from kdiag.path.local_endpoint import LocalEndpoint
@@ -84,8 +84,6 @@ _RUNTIME_RE = re.compile(r"/endpoints/([^/]+)/(invocations|async-invocations|"
 _NOT_FOUND = b'{"error": "Not Found"}'
 JSON = "application/json"
 
-# TensorFlow's DataType enum names (types.proto) where they differ from "DT_" + kdiag's name.
-_DT_SPECIAL = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF"}
 # SignatureDef.defaults (meta_graph.proto) appeared in TF 2.13; TF Serving's own metadata test
 # data gained `"defaults": {}` in commit 07b08825 (2023-05-03).
 _DEFAULTS_SINCE = (2, 13)
@@ -144,21 +142,13 @@ def _jstr(s: str) -> str:
     return '"' + re.sub(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group()):04x}", out) + '"'
 
 
-def _dt_name(dtype: str) -> str:
-    if dtype in _DT_SPECIAL:
-        return _DT_SPECIAL[dtype]
-    if dtype.startswith("dtype_"):
-        return "DT_INVALID" if dtype == "dtype_0" else dtype
-    return "DT_" + dtype.upper()
-
-
 def _tensor_info(spec) -> dict:
     # Field order as TF Serving prints it (dtype, tensor_shape, then the `name` of the encoding
     # oneof): seen in real `GET .../metadata` answers.
     shape = ({"dim": [], "unknown_rank": True} if spec.shape is None else
              {"dim": [{"size": str(int(d)), "name": ""} for d in spec.shape],
               "unknown_rank": False})
-    return {"dtype": _dt_name(spec.dtype), "tensor_shape": shape, "name": spec.tensor_name or ""}
+    return {"dtype": dtype_enum_name(spec.dtype), "tensor_shape": shape, "name": spec.tensor_name or ""}
 
 
 def metadata_json(model_name: str, version: int, signatures: list[Signature], *,
@@ -364,11 +354,8 @@ class ServerApp:
             if err:
                 return err
             # The verb is matched case-insensitively but dispatched case-sensitively.
-            if verb == "predict":
-                return self._tfs_predict(model, version, label, body)
-            if verb in ("classify", "regress"):
-                return self._tfs_error("UNIMPLEMENTED", f"kdiag serve emulates :predict only; "
-                                       f":{verb} is not implemented")
+            if verb in ("predict", "classify", "regress"):
+                return self._tfs_predict(model, version, label, body, verb)
             return self._tfs_error("INVALID_ARGUMENT", malformed)
         if method == "GET":
             m = _STATUS_RE.fullmatch(path)
@@ -402,19 +389,19 @@ class ServerApp:
         return (unquote(raw_model), version, unquote(raw_label) if raw_label else None, None)
 
     def _tfs_predict(self, model: str, version: int | None, label: str | None,
-                     body: bytes) -> Reply:
+                     body: bytes, verb: str = "predict") -> Reply:
         emu = self.endpoint.emulator()
         if label is not None:
             # No labels are configured in the container's model config, so every label fails in
             # the servable lookup (server_core.cc GetModelVersionForLabel), which comes after the
             # body's parse phase (json_tensor.cc FillPredictRequestFromJson). A model name that
             # cannot exist (it holds "/") yields the parse-phase answer or the lookup failure.
-            probe = emu.answer(body, TfsTarget(model + "/", None))
+            probe = emu.answer(body, TfsTarget(model + "/", None, verb))
             if probe.status != 404:
                 return _json_reply(probe.status, probe.body, f"stage {probe.stage}")
             return self._tfs_error("INVALID_ARGUMENT",
                                    f"Unrecognized servable version label: {label}")
-        ans = emu.answer(body, TfsTarget(model, version))
+        ans = emu.answer(body, TfsTarget(model, version, verb))
         return _json_reply(ans.status, ans.body, "" if ans.stage is None else f"stage {ans.stage}")
 
     def _known(self, model: str, version: int | None) -> bool:
@@ -716,7 +703,8 @@ def start_server(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 0
     url = f"http://{shown}:{bound_port}"
     m = endpoint.model_name
     routes = ["GET /ping", "POST /invocations", f"POST /endpoints/{endpoint_name}/invocations",
-              f"POST /v1/models/{m}[/versions/N]:predict", f"GET /v1/models/{m}[/versions/N]",
+              f"POST /v1/models/{m}[/versions/N]:predict|classify|regress",
+              f"GET /v1/models/{m}[/versions/N]",
               f"GET /v1/models/{m}[/versions/N]/metadata"]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
                               name=f"kdiag-serve-{bound_port}", daemon=True)
