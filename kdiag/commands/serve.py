@@ -15,6 +15,7 @@ Examples:
   kdiag serve export/1                      http://127.0.0.1:8080, endpoint name "local"
   kdiag serve model.tar.gz --port 0         any free port (printed)
   kdiag serve model.tar.gz --code code/     run YOUR inference.py handlers, as the container would
+  kdiag serve --multi-model models/         a multi-model endpoint: POST /models, TargetModel
 
 \b
 Then, unmodified:
@@ -24,7 +25,7 @@ Then, unmodified:
   curl -d '{"instances": [...]}' -H 'Content-Type: application/json' localhost:8080/invocations
   curl localhost:8080/v1/models/model/metadata
 """)
-@click.argument("model")
+@click.argument("model", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but a loopback address exposes the model to "
                    "your network.")
@@ -40,8 +41,14 @@ Then, unmodified:
 @click.option("--endpoint-name", default="local", show_default=True,
               help="The EndpointName boto3 must send; any other name gets the Runtime's "
                    "'Endpoint ... not found' ValidationError.")
-def command(model: str, host: str, port: int, framework_version: str | None,
-            code_dir: Path | None, model_name: str | None, endpoint_name: str) -> None:
+@click.option("--multi-model", "models_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Serve a multi-model endpoint (SAGEMAKER_MULTI_MODEL=true) over this folder "
+                   "(SageMaker's /opt/ml/models): the model management API (POST/GET/DELETE "
+                   "/models, /models/NAME/invoke), and invoke_endpoint(TargetModel=\"a.tar.gz\") "
+                   "loading DIR/a.tar.gz on first use.")
+def command(model: str | None, host: str, port: int, framework_version: str | None,
+            code_dir: Path | None, model_name: str | None, endpoint_name: str,
+            models_dir: Path | None) -> None:
     """Serve a model locally as a SageMaker TensorFlow Serving endpoint, for real clients.
 
     One server speaks the container contract (GET /ping, POST /invocations), the SageMaker
@@ -50,9 +57,18 @@ def command(model: str, host: str, port: int, framework_version: str | None,
     `kdiag validate`, with the real model running. One log line per request goes to stderr;
     Ctrl-C stops it.
     """
+    from kdiag.errors import KdiagError
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.serve.server import load_model, start_server
 
+    if models_dir is not None:
+        if model is not None or code_dir is not None or model_name is not None:
+            raise KdiagError("--multi-model DIR serves the models in DIR: give no MODEL, "
+                             "--code or --model-name with it.")
+        _serve_multi_model(models_dir, host, port, framework_version, endpoint_name)
+        return
+    if model is None:
+        raise KdiagError("Give the MODEL to serve (or --multi-model DIR).")
     endpoint = LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
                              model_name=model_name)
     try:
@@ -73,6 +89,35 @@ def command(model: str, host: str, port: int, framework_version: str | None,
     finally:
         server.stop()
         endpoint.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    click.echo("kdiag serve: stopped")
+
+
+def _serve_multi_model(models_dir: Path, host: str, port: int, framework_version: str | None,
+                       endpoint_name: str) -> None:
+    from kdiag.serve.multi_model import ModelManager
+    from kdiag.serve.server import start_server
+
+    manager = ModelManager(models_dir, framework_version=framework_version, log=_log)
+    try:
+        server = start_server(manager, host, port, endpoint_name, log=_log)
+    except BaseException:
+        manager.close()
+        raise
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        click.echo(f"kdiag serve: {server.url} multi-model endpoint {endpoint_name!r} over "
+                   f"{models_dir} ({manager.gen.name}, no model loaded); routes: GET /ping, "
+                   "POST /models, GET /models[/NAME], DELETE /models/NAME, POST "
+                   f"/models/NAME/invoke, POST /endpoints/{endpoint_name}/invocations with "
+                   "TargetModel. Ctrl-C stops.")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        manager.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     click.echo("kdiag serve: stopped")

@@ -27,7 +27,8 @@ class LocalEndpoint(RequestPath):
     An archive is extracted safely to a temporary folder, removed by `close()`."""
 
     def __init__(self, model: str | Path, *, framework_version: str | None = None,
-                 code_dir: Path | None = None, model_name: str | None = None) -> None:
+                 code_dir: Path | None = None, model_name: str | None = None,
+                 multi_model: bool = False) -> None:
         from kdiag.model.target import target_from_artifact
 
         path = Path(model)
@@ -49,7 +50,7 @@ class LocalEndpoint(RequestPath):
         super().__init__(target.signatures, generation_for(framework_version),
                          model_name=target.model_name, versions=target.versions,
                          code_dir=code_dir, has_requirements=target.has_requirements,
-                         has_lib=target.has_lib, run=self._run_model)
+                         has_lib=target.has_lib, run=self._run_model, multi_model=multi_model)
 
     # -- the model -------------------------------------------------------------------------
     @property

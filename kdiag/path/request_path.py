@@ -81,7 +81,8 @@ class RequestPath:
     def __init__(self, signatures: list[Signature], gen: Generation, *, model_name: str = "model",
                  versions: tuple[int, ...] | None = None, code_dir: Path | None = None,
                  has_requirements: bool = False, has_lib: bool = False,
-                 endpoint_kind: str = "realtime", run: Callable | None = None) -> None:
+                 endpoint_kind: str = "realtime", run: Callable | None = None,
+                 multi_model: bool = False) -> None:
         self.signatures = signatures
         self.gen = gen
         self.model_name = model_name
@@ -91,6 +92,7 @@ class RequestPath:
         self.has_lib = has_lib
         self.endpoint_kind = endpoint_kind
         self.run = run
+        self.multi_model = multi_model  # SAGEMAKER_MULTI_MODEL=true: always the Python service
         self.handlers = handlers_for(code_dir) if code_dir is not None else None
 
     def emulator(self) -> TfServingEmulator:
@@ -120,7 +122,7 @@ class RequestPath:
             return _Pending(req, records, findings, "wire", None, None, tfs, None, inv)
         cres = container_request(req, self.gen, model_name=self.model_name,
                                  code_dir=self.code_dir, has_requirements=self.has_requirements,
-                                 has_lib=self.has_lib)
+                                 has_lib=self.has_lib, multi_model=self.multi_model)
         if cres.path == "python":
             cres = run_python_path(req, self.gen, model_name=self.model_name, send_to_tfs=tfs,
                                    handlers=self.handlers)

@@ -63,6 +63,8 @@ _RUNTIME_HEADERS: tuple[tuple[str, str, int, int, re.Pattern, str, bool], ...] =
      "^[a-zA-Z0-9](-*[a-zA-Z0-9])*", False),
     ("X-Amzn-SageMaker-Inference-Id", "inferenceId", 1, 64, _PRINTABLE_RE,
      r"\A\S[\p{Print}]*\z", False),
+    ("X-Amzn-SageMaker-Target-Model", "targetModel", 1, 1024, _PRINTABLE_RE,
+     r"\A\S[\p{Print}]*\z", False),
 )
 BODY_MAX = 6291456  # BodyBlob max
 
@@ -194,6 +196,10 @@ class ServerApp:
 
     def __init__(self, endpoint: LocalEndpoint, *, endpoint_name: str = "local",
                  variant: str = VARIANT, runtime_deadline: float | None = RUNTIME_DEADLINE) -> None:
+        from kdiag.serve.multi_model import ModelManager
+
+        # `kdiag serve --multi-model DIR` passes a ModelManager: the container's MME mode.
+        self.manager = endpoint if isinstance(endpoint, ModelManager) else None
         self.endpoint = endpoint
         self.endpoint_name = endpoint_name
         self.variant = variant
@@ -212,6 +218,8 @@ class ServerApp:
             m = _RUNTIME_RE.fullmatch(path)
             if m:
                 return self.runtime(method, m.group(1), m.group(2), headers, body)
+            if self.manager is not None:
+                return self.multi_model(method, path, headers, body)
             # nginx locations are prefix matches (errata §10): /pingX pings, /invocations/x invokes.
             if path.startswith("/ping"):
                 return Reply(200, {}, b"", "ping")
@@ -243,6 +251,49 @@ class ServerApp:
         note = "" if inv.stage is None else f"stage {inv.stage}"
         return Reply(inv.status, headers, inv.body, note)
 
+    # -- SAGEMAKER_MULTI_MODEL=true ------------------------------------------------------------
+    def multi_model(self, method: str, path: str, headers: Mapping[str, str],
+                    body: bytes) -> Reply:
+        """nginx's MME routes: /ping, and /invocations and /models* to the Python service
+        (falcon routes /models, /models/{model_name}, /models/{model_name}/invoke)."""
+        mgr = self.manager
+        if path.startswith("/ping"):
+            return Reply(200, {}, b"", "ping")
+        parts = path.split("/")
+        if path.startswith("/invocations"):
+            if method != "POST":
+                return _json_reply(405, b'{"title": "405 Method Not Allowed"}')
+            return self._mme_answer(mgr.invoke(None, self._request(headers, body)))
+        if parts[1:2] == ["models"] and len(parts) <= 4:
+            name = unquote(parts[2]) if len(parts) > 2 and parts[2] else None
+            invoke = len(parts) == 4 and parts[3] == "invoke"
+            if len(parts) == 4 and not invoke:
+                return _json_reply(404, b'{"title": "404 Not Found"}')
+            if method == "POST" and invoke and name:
+                return self._mme_answer(mgr.invoke(name, self._request(headers, body)))
+            if method == "POST" and name is None:
+                return self._mme_answer(mgr.load(body))
+            if method == "POST" and name:
+                # on_post with a model name and no /invoke: falcon's route is an invocation
+                return self._mme_answer(mgr.invoke(name, self._request(headers, body)))
+            if method == "GET" and not invoke:
+                return self._mme_answer(mgr.list() if name is None else mgr.describe(name))
+            if method == "DELETE" and name and not invoke:
+                return self._mme_answer(mgr.unload(name))
+            return _json_reply(405, b'{"title": "405 Method Not Allowed"}')
+        return _json_reply(404, _NOT_FOUND)
+
+    @staticmethod
+    def _request(headers: Mapping[str, str], body: bytes) -> Request:
+        return Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
+                       _header(headers, "X-Amzn-SageMaker-Custom-Attributes"))
+
+    def _mme_answer(self, ans) -> Reply:
+        if isinstance(ans, Invocation):
+            return self._container_reply(ans)
+        headers = {} if ans.content_type is None else {"Content-Type": ans.content_type}
+        return Reply(ans.status, headers, ans.body, ans.note)
+
     # -- the SageMaker Runtime API -------------------------------------------------------------
     def runtime(self, method: str, raw_name: str, operation: str, headers: Mapping[str, str],
                 body: bytes) -> Reply:
@@ -269,7 +320,21 @@ class ServerApp:
                                     "not found.")
         req = Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
                       _header(headers, "X-Amzn-SageMaker-Custom-Attributes"))
-        inv = self._invoke_with_deadline(req)
+        target = _header(headers, "X-Amzn-SageMaker-Target-Model")
+        model = None
+        if self.manager is not None:
+            if target is None:
+                # [inferred] wording: a multi-model endpoint needs TargetModel.
+                return self._validation("TargetModel header is required for a multi-model "
+                                        f"endpoint: endpoint {name} is multi-model.")
+            model, problem = self.manager.target_model(target)
+            if problem is not None:
+                return self._validation(problem)
+        elif target is not None:
+            # [inferred] wording: the service refuses TargetModel for a single-model endpoint.
+            return self._validation(f"Endpoint {name} of account {ACCOUNT} is not a multi-model "
+                                    "endpoint; TargetModel is not allowed.")
+        inv = self._invoke_with_deadline(req, model)
         if inv is None:
             out = runtime_outcome(None, None, None, endpoint_name=name, variant=self.variant,
                                   region=REGION, account=ACCOUNT)
@@ -319,16 +384,26 @@ class ServerApp:
                        f"less than or equal to {BODY_MAX}")
         return out
 
-    def _invoke_with_deadline(self, req: Request) -> Invocation | None:
+    def _invoke_with_deadline(self, req: Request, model: str | None = None
+                              ) -> Invocation | None:
         """The Runtime stops waiting after 60 s and answers ModelError; the model call itself
-        cannot be cancelled, so it finishes in the background."""
+        cannot be cancelled, so it finishes in the background. `model`: the TargetModel's
+        model in multi-model mode."""
+        def call() -> Invocation:
+            if self.manager is None:
+                return self.endpoint.invoke(req)
+            ans = self.manager.invoke(model, req)
+            if isinstance(ans, Invocation):
+                return ans
+            return Invocation(ans.status, ans.content_type, ans.body, "container", [], [])
+
         if self.runtime_deadline is None:
-            return self.endpoint.invoke(req)
+            return call()
         box: dict[str, object] = {}
 
         def work() -> None:
             try:
-                box["inv"] = self.endpoint.invoke(req)
+                box["inv"] = call()
             except BaseException as e:  # handed back to the request thread
                 box["exc"] = e
 
