@@ -41,6 +41,11 @@ Then, unmodified:
 @click.option("--endpoint-name", default="local", show_default=True,
               help="The EndpointName boto3 must send; any other name gets the Runtime's "
                    "'Endpoint ... not found' ValidationError.")
+@click.option("--install-requirements", is_flag=True,
+              help="Install code/requirements.txt (pip install -r, as the container does at "
+                   "start-up) into a cached folder of its own, keyed by the file's hash. It "
+                   "downloads and runs code. Without it, requirements this environment lacks "
+                   "make kdiag serve answer as the container that failed to start: 502.")
 @click.option("--multi-model", "models_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Serve a multi-model endpoint (SAGEMAKER_MULTI_MODEL=true) over this folder "
                    "(SageMaker's /opt/ml/models): the model management API (POST/GET/DELETE "
@@ -48,7 +53,7 @@ Then, unmodified:
                    "loading DIR/a.tar.gz on first use.")
 def command(model: str | None, host: str, port: int, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, endpoint_name: str,
-            models_dir: Path | None) -> None:
+            install_requirements: bool, models_dir: Path | None) -> None:
     """Serve a model locally as a SageMaker TensorFlow Serving endpoint, for real clients.
 
     One server speaks the container contract (GET /ping, POST /invocations), the SageMaker
@@ -72,7 +77,12 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
     endpoint = LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
                              model_name=model_name)
     try:
-        seconds = load_model(endpoint)
+        endpoint.startup_failure = _requirements_failure(endpoint, code_dir, install_requirements)
+        if endpoint.startup_failure is not None:
+            _log("kdiag serve: the container would not start: " + endpoint.startup_failure)
+            seconds = 0.0
+        else:
+            seconds = load_model(endpoint)
         server = start_server(endpoint, host, port, endpoint_name, log=_log)
     except BaseException:
         endpoint.close()
@@ -92,6 +102,19 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
         for s, handler in previous.items():
             signal.signal(s, handler)
     click.echo("kdiag serve: stopped")
+
+
+def _requirements_failure(endpoint, code_dir: Path | None, install: bool) -> str | None:
+    """code/requirements.txt as the container treats it at start-up (kdiag.serve.requirements).
+    --code names the code/ folder; otherwise the archive's own code/ counts when it alone
+    switches on the Python service (2.2+ images)."""
+    from kdiag.serve.requirements import startup_failure_for
+
+    where = code_dir
+    if where is None and endpoint.has_requirements and endpoint.gen.name != "G1":
+        where = endpoint.artifact_code_dir
+    return startup_failure_for(where, has_lib=(where is not None and (where / "lib").is_dir()),
+                               install=install, log=_log)
 
 
 def _serve_multi_model(models_dir: Path, host: str, port: int, framework_version: str | None,

@@ -44,6 +44,10 @@ class LocalEndpoint(RequestPath):
                              + explain_errors(uploaded.findings))
         target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
         self.savedmodel_dir = on_disk.savedmodel_dir
+        # The artifact's own code/ folder (what the container finds at /opt/ml/model/code).
+        root = self._tmp if self._tmp is not None else path
+        self.artifact_code_dir = root / "code" if (root / "code").is_dir() else None
+        self.startup_failure: str | None = None  # set by kdiag serve: the container won't start
         self.target_findings = target.findings  # e.g. KD230: inference.py present, not run
         self._runner = None
         self._lock = threading.Lock()

@@ -34,6 +34,7 @@ from kdiag.errors import KdiagError
 from kdiag.model.signature import DTYPE_NAMES, Signature, dtype_enum_name, pick_signature
 from kdiag.path import tfserving
 from kdiag.path.container import Request, TfsTarget
+from kdiag.path.container_common import nginx_error_page
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.path.request_path import Invocation
 from kdiag.path.runtime import runtime_outcome, validation_error
@@ -200,6 +201,9 @@ class ServerApp:
 
         # `kdiag serve --multi-model DIR` passes a ModelManager: the container's MME mode.
         self.manager = endpoint if isinstance(endpoint, ModelManager) else None
+        # Set when the container would not start (code/requirements.txt it cannot install):
+        # nothing healthy stands behind nginx, so every route gets nginx's 502 page.
+        self.startup_failure: str | None = getattr(endpoint, "startup_failure", None)
         self.endpoint = endpoint
         self.endpoint_name = endpoint_name
         self.variant = variant
@@ -214,6 +218,8 @@ class ServerApp:
         """The answer to one request. `raw_path` is the request target as sent (percent-encoded,
         maybe with a query string, which no route here reads)."""
         path = raw_path.split("?", 1)[0].split("#", 1)[0]
+        if self.startup_failure is not None:
+            return self._not_started(path)
         try:
             m = _RUNTIME_RE.fullmatch(path)
             if m:
@@ -237,6 +243,15 @@ class ServerApp:
                                       endpoint_name=self.endpoint_name, variant=self.variant)
                 return Reply(out.http_status, dict(out.http_headers), out.http_body, note)
             return _json_reply(500, f'{{"error": "kdiag: {type(e).__name__}"}}', note)
+
+    def _not_started(self, path: str) -> Reply:
+        page = nginx_error_page(502).encode()
+        note = "the container did not start: " + (self.startup_failure or "")[:120]
+        if _RUNTIME_RE.fullmatch(path):
+            out = runtime_outcome(502, page, "text/html", endpoint_name=self.endpoint_name,
+                                  variant=self.variant, region=REGION, account=ACCOUNT)
+            return Reply(out.http_status, dict(out.http_headers), out.http_body, note)
+        return Reply(502, {"Content-Type": "text/html"}, page, note)
 
     # -- the container contract ----------------------------------------------------------------
     def invocations(self, headers: Mapping[str, str], body: bytes) -> Reply:
