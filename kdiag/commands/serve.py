@@ -41,6 +41,10 @@ Then, unmodified:
 @click.option("--endpoint-name", default="local", show_default=True,
               help="The EndpointName boto3 must send; any other name gets the Runtime's "
                    "'Endpoint ... not found' ValidationError.")
+@click.option("--run-archive-code", is_flag=True,
+              help="Run the model's own code/inference.py (inside model.tar.gz or the model "
+                   "folder), as the container does. Like --code, this executes user code; "
+                   "without it kdiag says the endpoint will run that code and does not run it.")
 @click.option("--install-requirements", is_flag=True,
               help="Install code/requirements.txt (pip install -r, as the container does at "
                    "start-up) into a cached folder of its own, keyed by the file's hash. It "
@@ -53,7 +57,8 @@ Then, unmodified:
                    "loading DIR/a.tar.gz on first use.")
 def command(model: str | None, host: str, port: int, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, endpoint_name: str,
-            install_requirements: bool, models_dir: Path | None) -> None:
+            run_archive_code: bool, install_requirements: bool,
+            models_dir: Path | None) -> None:
     """Serve a model locally as a SageMaker TensorFlow Serving endpoint, for real clients.
 
     One server speaks the container contract (GET /ping, POST /invocations), the SageMaker
@@ -74,8 +79,19 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
         return
     if model is None:
         raise KdiagError("Give the MODEL to serve (or --multi-model DIR).")
+    if run_archive_code and code_dir is not None:
+        raise KdiagError("--run-archive-code runs the model's own code/; --code names another "
+                         "code/ folder: give one of them.")
     endpoint = LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                             model_name=model_name)
+                             model_name=model_name, artifact_code=run_archive_code)
+    for f in endpoint.target_findings:  # e.g. KD230: the model's inference.py is not run
+        _log(f"kdiag serve: {f.code} {f.severity}: {f.message} {f.fix}".rstrip())
+    if run_archive_code:
+        where = endpoint.artifact_code_dir
+        _log(f"kdiag serve: running the model's own {where / 'inference.py'}" if where and
+             (where / "inference.py").is_file() else
+             "kdiag serve: --run-archive-code: the model has no code/inference.py")
+        code_dir = where
     try:
         endpoint.startup_failure = _requirements_failure(endpoint, code_dir, install_requirements)
         if endpoint.startup_failure is not None:

@@ -61,7 +61,7 @@ def target_from_artifact(art: ModelArtifact, *, code_dir: Path | None = None,
                 "This model has code/inference.py: the endpoint runs your handlers, and "
                 "kdiag only runs them when you pass --code (it executes your code), so it "
                 "predicts the container without code/.",
-                "Extract code/ and pass --code path/to/code.",
+                "Extract code/ and pass --code path/to/code (kdiag serve: --run-archive-code).",
             ))
     return target
 

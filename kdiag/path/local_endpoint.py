@@ -28,7 +28,9 @@ class LocalEndpoint(RequestPath):
 
     def __init__(self, model: str | Path, *, framework_version: str | None = None,
                  code_dir: Path | None = None, model_name: str | None = None,
-                 multi_model: bool = False) -> None:
+                 multi_model: bool = False, artifact_code: bool = False) -> None:
+        """`artifact_code=True` runs the artifact's own code/inference.py (the user's opt-in,
+        as --code): without it, that code is reported (KD230), never run."""
         from kdiag.model.target import target_from_artifact
 
         path = Path(model)
@@ -42,11 +44,13 @@ class LocalEndpoint(RequestPath):
             self.close()
             raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
                              + explain_errors(uploaded.findings))
-        target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
-        self.savedmodel_dir = on_disk.savedmodel_dir
         # The artifact's own code/ folder (what the container finds at /opt/ml/model/code).
         root = self._tmp if self._tmp is not None else path
         self.artifact_code_dir = root / "code" if (root / "code").is_dir() else None
+        if artifact_code and code_dir is None:
+            code_dir = self.artifact_code_dir
+        target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
+        self.savedmodel_dir = on_disk.savedmodel_dir
         self.startup_failure: str | None = None  # set by kdiag serve: the container won't start
         self.target_findings = target.findings  # e.g. KD230: inference.py present, not run
         self._runner = None
