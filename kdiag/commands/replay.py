@@ -39,6 +39,9 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
               help="code/ folder with inference.py: runs YOUR handlers (executes your code).")
 @click.option("--model-name", help="The name the container serves the model under.")
+@click.option("--target-model", help="Send as invoke_endpoint(TargetModel=...) to a multi-model "
+              "endpoint (the model is that archive): the container's multi-model path (Python "
+              "service, no njs conversions), the model loaded under the platform's name.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies.")
 @click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="At most this many instances per stacked model call in batch replay.")
@@ -67,7 +70,8 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @format_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
-            code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,
+            code_dir: Path | None, model_name: str | None, target_model: str | None,
+            each_line: bool, max_batch: int,
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
             client_input: str | None, unsafe_keras: bool, capture: str | None,
             endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
@@ -106,8 +110,12 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
              for name, body, ct in iter_bodies(payload, each_line=each_line,
                                                content_type=content_type)]
     single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
+    if target_model is not None and model_name is None:
+        from kdiag.serve.multi_model import target_model_name
+
+        model_name = target_model_name(target_model)
     with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
+                       model_name=model_name, multi_model=target_model is not None) as endpoint:
         if single:
             results = [replay_one(endpoint, items[0][1], items[0][0])]
         else:

@@ -201,7 +201,7 @@ class ModelManager:
     # -- the Runtime's TargetModel ---------------------------------------------------------
     def target_model(self, target: str) -> tuple[str | None, str | None]:
         """(model name, None) once DIR/target is loaded, or (None, the Runtime's error)."""
-        name = hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        name = target_model_name(target)
         with self._lock:
             if name in self._models:
                 return name, None
@@ -231,6 +231,12 @@ class ModelManager:
     def names(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+
+def target_model_name(target: str) -> str:
+    """The name the platform loads a TargetModel under ([inferred]: SageMaker passes an opaque
+    id as `model_name` to POST /models; kdiag uses a hash of the TargetModel)."""
+    return hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _walk(base: Path):
