@@ -94,6 +94,7 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
         code_dir = where
     try:
         endpoint.startup_failure = _requirements_failure(endpoint, code_dir, install_requirements)
+        endpoint.startup_failure = endpoint.startup_failure or _container_startup(endpoint)
         if endpoint.startup_failure is not None:
             _log("kdiag serve: the container would not start: " + endpoint.startup_failure)
             seconds = 0.0
@@ -118,6 +119,23 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
         for s, handler in previous.items():
             signal.signal(s, handler)
     click.echo("kdiag serve: stopped")
+
+
+def _container_startup(endpoint) -> str | None:
+    """The container's start-up configuration from this process's SAGEMAKER_* environment,
+    logged in its terms; SAGEMAKER_TFS_DEFAULT_MODEL_NAME routes requests without
+    tfs-model-name. Returns the start-up failure, if any."""
+    from kdiag.path.container import select_path
+    from kdiag.serve.startup import container_startup
+
+    path = select_path(endpoint.gen, has_inference=endpoint.handlers is not None,
+                       has_requirements=endpoint.has_requirements, has_lib=endpoint.has_lib)
+    startup = container_startup(endpoint.discovered_models(), uses_gunicorn=path != "njs")
+    for line in startup.lines:
+        _log("kdiag serve: container: " + line.rstrip("\n"))
+    if startup.failure is None and startup.default_model is not None:
+        endpoint.route_default_to(startup.default_model)
+    return startup.failure
 
 
 def _requirements_failure(endpoint, code_dir: Path | None, install: bool) -> str | None:

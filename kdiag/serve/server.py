@@ -480,7 +480,7 @@ class ServerApp:
 
     def _tfs_predict(self, model: str, version: int | None, label: str | None,
                      body: bytes, verb: str = "predict") -> Reply:
-        emu = self.endpoint.emulator()
+        emu = self._endpoint_for(model).emulator()
         if label is not None:
             # No labels are configured in the container's model config, so every label fails in
             # the servable lookup (server_core.cc GetModelVersionForLabel), which comes after the
@@ -494,16 +494,25 @@ class ServerApp:
         ans = emu.answer(body, TfsTarget(model, version, verb))
         return _json_reply(ans.status, ans.body, "" if ans.stage is None else f"stage {ans.stage}")
 
+    def _endpoint_for(self, model: str):
+        """The endpoint of `model` when the artifact holds several models, else the default
+        (whose emulator then answers TF Serving's 404)."""
+        pick = getattr(self.endpoint, "model_endpoint", None)
+        other = pick(model) if pick is not None else None
+        return other if other is not None else self.endpoint
+
     def _known(self, model: str, version: int | None) -> bool:
         return model == self.endpoint.model_name and (version is None or version in self.versions)
 
     def _tfs_status(self, model: str, version: int | None) -> Reply:
         # get_model_status_impl.cc: a label is ignored (all versions answer).
-        if model != self.endpoint.model_name:
+        ep = self._endpoint_for(model)
+        if model != ep.model_name:
             return self._tfs_error("NOT_FOUND", f"Could not find any versions of model {model}")
-        if version is not None and version not in self.versions:
+        versions = self.versions if ep is self.endpoint else sorted(ep.versions or [1])
+        if version is not None and version not in versions:
             return self._tfs_error("NOT_FOUND", f"Could not find version {version} of model {model}")
-        return _json_reply(200, status_json([version] if version is not None else self.versions))
+        return _json_reply(200, status_json([version] if version is not None else versions))
 
     def _tfs_metadata(self, model: str, version: int | None, label: str | None) -> Reply:
         if label is not None:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODELS
+from tests.conftest import FIXTURES, MODELS
 
 TFS_MODELS = MODELS / "tfs_models"
 MME_MODELS = MODELS / "mme"
+FIXTURES_ARCHIVES = FIXTURES / "archives"
 MODES = ("folder", "archive")
 
 
