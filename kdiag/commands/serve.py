@@ -69,6 +69,7 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
     """
     from kdiag.errors import KdiagError
     from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.serve.requirements import handlers_startup_failure
     from kdiag.serve.server import load_model, start_server
 
     if models_dir is not None:
@@ -94,7 +95,8 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
         code_dir = where
     try:
         endpoint.startup_failure = _requirements_failure(endpoint, code_dir, install_requirements)
-        endpoint.startup_failure = endpoint.startup_failure or _container_startup(endpoint)
+        endpoint.startup_failure = endpoint.startup_failure or handlers_startup_failure(
+            endpoint) or _container_startup(endpoint)
         if endpoint.startup_failure is not None:
             _log("kdiag serve: the container would not start: " + endpoint.startup_failure)
             seconds = 0.0
@@ -139,16 +141,9 @@ def _container_startup(endpoint) -> str | None:
 
 
 def _requirements_failure(endpoint, code_dir: Path | None, install: bool) -> str | None:
-    """code/requirements.txt as the container treats it at start-up (kdiag.serve.requirements).
-    --code names the code/ folder; otherwise the archive's own code/ counts when it alone
-    switches on the Python service (2.2+ images)."""
-    from kdiag.serve.requirements import startup_failure_for
+    from kdiag.serve.requirements import endpoint_requirements_failure
 
-    where = code_dir
-    if where is None and endpoint.has_requirements and endpoint.gen.name != "G1":
-        where = endpoint.artifact_code_dir
-    return startup_failure_for(where, has_lib=(where is not None and (where / "lib").is_dir()),
-                               install=install, log=_log)
+    return endpoint_requirements_failure(endpoint, code_dir, install=install, log=_log)
 
 
 def _serve_multi_model(models_dir: Path, host: str, port: int, framework_version: str | None,

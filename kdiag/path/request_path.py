@@ -25,6 +25,7 @@ from kdiag.path.container import (
     load_handlers,
     run_python_path,
 )
+from kdiag.path.container_common import nginx_error_page
 from kdiag.path.generations import Generation
 from kdiag.path.runtime import RuntimeOutcome, runtime_outcome, validation_error
 from kdiag.path.signature_stage import dtype_name
@@ -136,6 +137,10 @@ class RequestPath:
             last = tfs.last
             status = cres.status if cres.status is not None else 502
             body = cres.body_bytes if cres.body_bytes is not None else (cres.body or "").encode()
+            if cres.status is None:
+                # No Python service behind nginx (e.g. inference.py fails to import, so the
+                # gunicorn worker never boots): nginx's own 502 page, never an empty body.
+                body, cres.content_type = nginx_error_page(502).encode(), "text/html"
             tfs_ok = last is None or last.status == 200
             stage = None if status < 300 and tfs_ok else (
                 last.stage if last is not None and not tfs_ok else "container")

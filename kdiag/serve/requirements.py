@@ -180,3 +180,27 @@ def startup_failure_for(code_dir: Path | None, *, has_lib: bool, install: bool,
             "fails it exits before nginx starts (\"failed to install required packages.\") and "
             "the endpoint fails its health check. Install them here, or pass "
             "--install-requirements to install them into an isolated cached environment.")
+
+
+def endpoint_requirements_failure(endpoint, code_dir: Path | None, *, install: bool = False,
+                                  log=lambda line: None) -> str | None:
+    """startup_failure_for the endpoint's code/: `code_dir` (--code, --run-archive-code), or
+    else the artifact's own code/ when its requirements.txt alone switches on the Python
+    service (2.2+ images; the G1 images ignore it without inference.py)."""
+    where = code_dir
+    if where is None and endpoint.has_requirements and endpoint.gen.name != "G1":
+        where = endpoint.artifact_code_dir
+    return startup_failure_for(where, has_lib=(where is not None and (where / "lib").is_dir()),
+                               install=install, log=log)
+
+
+def handlers_startup_failure(endpoint) -> str | None:
+    """code/inference.py that cannot be imported (or defines no handlers): the Python
+    service's worker fails to boot, gunicorn never opens its socket and the container's
+    start-up fails, so the endpoint never becomes healthy."""
+    handlers = getattr(endpoint, "handlers", None)
+    error = getattr(handlers, "startup_error", None)
+    if not error:
+        return None
+    return (f"code/inference.py fails at import ({error}): the container's Python service "
+            "worker fails to boot, so it never becomes healthy.")
