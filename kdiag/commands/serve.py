@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from kdiag.commands._common import cap_option, trust_model_option
+
 
 @click.command("serve", epilog="""\b
 Examples:
@@ -55,6 +57,8 @@ Then, unmodified:
                    "(SageMaker's /opt/ml/models): the model management API (POST/GET/DELETE "
                    "/models, /models/NAME/invoke), and invoke_endpoint(TargetModel=\"a.tar.gz\") "
                    "loading DIR/a.tar.gz on first use.")
+@cap_option
+@trust_model_option
 def command(model: str | None, host: str, port: int, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, endpoint_name: str,
             run_archive_code: bool, install_requirements: bool,
