@@ -135,7 +135,7 @@ def test_example_bytes_are_what_tensorflow_serializes():
 
 @pytest.mark.tf
 def test_tf_serving_routes_classify_and_regress_with_the_model():
-    from tests.container_suites.conftest import Http, serve
+    from tests.upstream_suites.conftest import Http, serve
 
     server, ep = serve(HALF_PLUS_THREE, "2.19")
     try:

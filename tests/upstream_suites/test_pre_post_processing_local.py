@@ -17,7 +17,7 @@ import shutil
 
 import pytest
 
-from tests.container_suites.conftest import TFS_MODELS, Http, pack, serve
+from tests.upstream_suites.conftest import TFS_MODELS, Http, pack, serve
 
 pytestmark = pytest.mark.tf
 

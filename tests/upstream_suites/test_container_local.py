@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.container_suites.conftest import MODES, TFS_MODELS, Http, serve
+from tests.upstream_suites.conftest import MODES, TFS_MODELS, Http, serve
 
 pytestmark = pytest.mark.tf
 

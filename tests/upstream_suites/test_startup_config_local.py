@@ -11,7 +11,7 @@ import json
 import pytest
 
 from kdiag.serve.startup import container_startup
-from tests.container_suites.conftest import FIXTURES_ARCHIVES, Http, serve
+from tests.upstream_suites.conftest import FIXTURES_ARCHIVES, Http, serve
 
 MODELS = [("half_plus_three", "half_plus_three", ["00000123", "00000124"])]
 

@@ -1,4 +1,4 @@
-"""The AWS containers' local integration tests, adapted: the `docker run` fixture is replaced by
+"""The AWS containers' (upstream) local integration tests, adapted: the `docker run` fixture is replaced by
 `kdiag serve` (kdiag.serve.server.start_server) on an equivalent model, given as a folder or as a
 model.tar.gz; the requests and assertions are the public tests', rewritten.
 
@@ -6,6 +6,9 @@ Sources: aws/sagemaker-tensorflow-serving-container test/integration/local/ (the
 aws/deep-learning-containers test/sagemaker_tests/tensorflow/inference/test/integration/local/
 (the 2.2-2.19 images, at 6712253d). The models are rebuilt by fixtures/build.py (tfs_models: the
 half_plus_three model folder the tests mount at /opt/ml/model; mme: the /opt/ml/models folder).
+
+(The folder sorts after tests/security on purpose: these tests load TensorFlow in the pytest
+process, and a forked child inherits its parent's peak RSS, which the security tests measure.)
 """
 
 from __future__ import annotations

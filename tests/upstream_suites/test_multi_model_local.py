@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from tests.container_suites.conftest import MME_MODELS, Http, pack
+from tests.upstream_suites.conftest import MME_MODELS, Http, pack
 
 pytestmark = pytest.mark.tf
 

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import MODELS
-from tests.container_suites.conftest import pack, serve
+from tests.upstream_suites.conftest import pack, serve
 
 pytestmark = pytest.mark.tf
 
