@@ -63,6 +63,7 @@ class _Loaded:
 class ModelManager:
     """The loaded models of one multi-model container. Thread-safe."""
 
+    is_multi_model = True  # what ServerApp looks for
     model_name = "{model_name}"  # for the route list: models are named by POST /models
     versions = None
 

@@ -197,10 +197,9 @@ class ServerApp:
 
     def __init__(self, endpoint: LocalEndpoint, *, endpoint_name: str = "local",
                  variant: str = VARIANT, runtime_deadline: float | None = RUNTIME_DEADLINE) -> None:
-        from kdiag.serve.multi_model import ModelManager
-
-        # `kdiag serve --multi-model DIR` passes a ModelManager: the container's MME mode.
-        self.manager = endpoint if isinstance(endpoint, ModelManager) else None
+        # `kdiag serve --multi-model DIR` passes a kdiag.serve.multi_model.ModelManager: the
+        # container's MME mode (recognised by its flag: that module imports this one).
+        self.manager = endpoint if getattr(endpoint, "is_multi_model", False) else None
         # Set when the container would not start (code/requirements.txt it cannot install):
         # nothing healthy stands behind nginx, so every route gets nginx's 502 page.
         self.startup_failure: str | None = getattr(endpoint, "startup_failure", None)
