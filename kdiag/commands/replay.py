@@ -46,6 +46,9 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
               help="code/ folder with inference.py: runs YOUR handlers (executes your code).")
 @click.option("--model-name", help="The name the container serves the model under.")
+@click.option("--target-model", help="Send as invoke_endpoint(TargetModel=...) to a multi-model "
+              "endpoint (the model is that archive): the container's multi-model path (Python "
+              "service, no njs conversions), the model loaded under the platform's name.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies.")
 @click.option("--max-line-bytes", type=click.IntRange(1), default=MAX_LINE_BYTES,
               show_default=True, help="--each-line and --capture: the longest line read; a "
@@ -79,8 +82,8 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @trust_model_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
-            code_dir: Path | None, model_name: str | None, each_line: bool, max_line_bytes: int,
-            max_batch: int,
+            code_dir: Path | None, model_name: str | None, target_model: str | None,
+            each_line: bool, max_line_bytes: int, max_batch: int,
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
             client_input: str | None, unsafe_keras: bool, capture: str | None,
             endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
@@ -126,7 +129,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
                   framework_version=framework_version, code=code_dir, model_name=model_name,
                   max_batch=max_batch, keras=keras_path,
                   client_input=None if client_input is None else _client_input(client_input),
-                  custom_objects=custom_objects, unsafe_keras=unsafe_keras, atol=atol, rtol=rtol)
+                  custom_objects=custom_objects, unsafe_keras=unsafe_keras, atol=atol, rtol=rtol,
+                  target_model=target_model)
     if single:
         report = kdiag.replay(items[0], model, **kwargs)
     else:

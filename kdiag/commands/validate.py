@@ -49,6 +49,9 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
 @click.option("--signature-name", help="Which signature to check against (default serving_default).")
 @click.option("--model-name", help="The name the container serves the model under. Default: "
               "from the archive's layout; 'model' for a version folder packed at the archive root.")
+@click.option("--target-model", help="Send as invoke_endpoint(TargetModel=...) to a multi-model "
+              "endpoint (the model is that archive): the container's multi-model path (Python "
+              "service, no njs conversions), the model loaded under the platform's name.")
 @click.option("--endpoint-kind", type=click.Choice(["realtime", "serverless", "async"]),
               default="realtime", show_default=True, help="Sets the request-size limit.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies: "
@@ -66,8 +69,8 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
-            endpoint_kind: str, each_line: bool, parse_oversized: bool, max_line_bytes: int,
-            fmt: str, fail_on: str) -> None:
+            target_model: str | None, endpoint_kind: str, each_line: bool,
+            parse_oversized: bool, max_line_bytes: int, fmt: str, fail_on: str) -> None:
     """Predict what the endpoint answers to PAYLOAD, stage by stage, without the model and
     without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
     status and error text, the root cause in plain words, and a corrected payload.
@@ -90,13 +93,18 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     from kdiag.results import SCHEMA_VERSION, Diagnosis
 
     # Resolved once: a folder of payloads does not read (or decompress) the model per body.
+    if target_model is not None and model_name is None:
+        from kdiag.serve.multi_model import target_model_name
+
+        model_name = target_model_name(target_model)
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
     opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
                            signature_name=signature_name, endpoint_kind=endpoint_kind,
                            model_name=target.model_name, versions=target.versions,
                            has_requirements=target.has_requirements, has_lib=target.has_lib,
-                           misplaced_code=target.misplaced_code)
+                           misplaced_code=target.misplaced_code,
+                           multi_model=target_model is not None)
     read_limit = MAX_BODY_BYTES if parse_oversized else body_limit(opts)
 
     def results():

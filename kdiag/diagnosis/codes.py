@@ -98,6 +98,7 @@ CODES: dict[str, str] = {
     "KD314": "model or version not loaded (404 Servable not found)",
     "KD320": "classify/regress request: not checked against the signature",
     "KD321": "TF Serving accepts the body but ignores or alters part of it",
+    "KD322": "classify/regress on a signature TF Serving cannot use for that method",
     "KD330": "an input of more than 254 dimensions: TF Serving answers 400 tensor parsing error",
     "KD331": "an input of 65 to 254 dimensions: TF Serving passes it on, the graph decides",
     "KD332": "JSON nested so deep that TF Serving may crash instead of answering",

@@ -36,6 +36,7 @@ class ValidateOptions:
     has_requirements: bool = False  # code/requirements.txt without --code (selects the path)
     has_lib: bool = False
     misplaced_code: str | None = None  # an inference.py the container will not find (KD002)
+    multi_model: bool = False  # sent with TargetModel to a multi-model endpoint
 
 
 @dataclass
@@ -87,7 +88,8 @@ def _walk(req: Request, signatures: list[Signature], opts: ValidateOptions) -> V
         return _straight_to_tfs(req, signatures, opts)
     path = RequestPath(signatures, gen, model_name=opts.model_name, versions=opts.versions,
                        code_dir=opts.code_dir, has_requirements=opts.has_requirements,
-                       has_lib=opts.has_lib, endpoint_kind=opts.endpoint_kind)
+                       has_lib=opts.has_lib, endpoint_kind=opts.endpoint_kind,
+                       multi_model=opts.multi_model)
     inv = path.invoke(req)
     # A fixed request id: validate predicts, it sends nothing, and its output stays the same.
     rt = caller_view(inv, request_id="kdiag-validate")

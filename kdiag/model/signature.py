@@ -85,6 +85,20 @@ class TensorSpec:
         return cls(dtype=normalise_dtype(str(d["dtype"])), shape=shape)
 
 
+# TensorFlow's DataType enum names (types.proto) where they differ from "DT_" + kdiag's name.
+_DT_SPECIAL = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF"}
+
+
+def dtype_enum_name(dtype: str) -> str:
+    """kdiag's dtype name -> TensorFlow's DataType enum name (DT_FLOAT, DT_STRING...), as
+    TF Serving prints it in metadata and in SignatureDef debug strings."""
+    if dtype in _DT_SPECIAL:
+        return _DT_SPECIAL[dtype]
+    if dtype.startswith("dtype_"):
+        return "DT_INVALID" if dtype == "dtype_0" else dtype
+    return "DT_" + dtype.upper()
+
+
 def format_shape(shape: tuple[int, ...] | None) -> str:
     if shape is None:
         return "unknown rank"

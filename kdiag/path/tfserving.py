@@ -655,8 +655,9 @@ def _error_result(code: str, message: str, feats: _Features, fmt: str | None,
                     warnings=warnings)
 
 
-def _exact_walk(body: bytes, signatures: list[Signature], ctx: _Ctx, state: dict
-                ) -> dict[str, np.ndarray]:
+def _read_document(body: bytes, ctx: _Ctx) -> Any:
+    """json_tensor.cc ParseJson, shared by predict, classify and regress: the parse, the
+    nesting hazards, and "Is not object"."""
     feats = ctx.feats
     if not body:
         raise _invalid("JSON Parse error: The document is empty")
@@ -681,6 +682,13 @@ def _exact_walk(body: bytes, signatures: list[Signature], ctx: _Ctx, state: dict
             "server instead of getting an answer.")
     if not isinstance(doc, JObj):
         raise ctx.format_error(doc, "Is not object")
+    return doc
+
+
+def _exact_walk(body: bytes, signatures: list[Signature], ctx: _Ctx, state: dict
+                ) -> dict[str, np.ndarray]:
+    feats = ctx.feats
+    doc = _read_document(body, ctx)
     if doc.has("signature_name"):
         sig_val = doc.find("signature_name")
         if not isinstance(sig_val, str):
@@ -1016,6 +1024,65 @@ def parse_predict_request(body: str | bytes, signatures: list[Signature], *,
     if fast is not None:
         return fast
     return _exact(raw, signatures, feats)
+
+
+@dataclass
+class JsonDocument:
+    """A request body read as TF Serving's ParseJson reads it, for the handlers other than
+    predict (classify, regress): the document, or the error answer (`error`, a failed TfsParse;
+    status 0 when TF Serving is predicted to crash)."""
+
+    doc: Any
+    error: TfsParse | None
+    warnings: list[str]
+    tfs_version: tuple[int, int]
+
+    def debug(self, val: Any) -> str:
+        """JsonValueToString / JsonValueToDebugString of `val`, as error messages quote it."""
+        return _debug_string(val, _Features(self.tfs_version), self.warnings)
+
+    def format_error(self, text: str) -> str:
+        """FormatError(doc, text): the message (1.11 has one generic text for every case)."""
+        if _Features(self.tfs_version).generic_format_error:
+            text = ("not formatted correctly. Expecting object with 'instances' or 'input' key "
+                    "and a list/array or object as the value respectively.")
+        return f"JSON Value: {self.debug(self.doc)} {text}"
+
+
+def read_json_document(body: str | bytes, *,
+                       tfs_version: str | tuple[int, int] | None = DEFAULT_TFS_VERSION
+                       ) -> JsonDocument:
+    """ParseJson for `body` (never raises)."""
+    version = parse_tfs_version(tfs_version)
+    feats = _Features(version)
+    ctx = _Ctx(feats)
+    raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+    try:
+        doc = _read_document(raw, ctx)
+    except _Crash as e:
+        ctx.warnings.append(str(e))
+        return JsonDocument(None, TfsParse(ok=False, status=0, code=None, message=None, body=None,
+                                           format=None, signature_name=None,
+                                           warnings=ctx.warnings), ctx.warnings, version)
+    except _Fail as e:
+        return JsonDocument(None, _error_result(e.code, e.message, feats, None, None,
+                                                ctx.warnings), ctx.warnings, version)
+    return JsonDocument(doc, None, ctx.warnings, version)
+
+
+def invalid_argument(message: str, *, tfs_version: str | tuple[int, int] | None = None,
+                     signature_name: str | None = None, fmt: str | None = None,
+                     warnings: list[str] | None = None) -> TfsParse:
+    """TF Serving's 400 INVALID_ARGUMENT answer for `message`, as a failed TfsParse."""
+    return _error_result("INVALID_ARGUMENT", message, _Features(parse_tfs_version(tfs_version)),
+                         fmt, signature_name, list(warnings or []))
+
+
+def status_prefix(code: str, *, tfs_version: str | tuple[int, int] | None = None) -> str:
+    """How Status::ToString() names `code` in nested messages ("INVALID_ARGUMENT" or, in old
+    releases, "Invalid argument")."""
+    feats = _Features(parse_tfs_version(tfs_version))
+    return code if feats.upper_status_names else _OLD_STATUS_NAMES.get(code, code)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,9 +31,10 @@ from urllib.parse import unquote
 import numpy as np
 
 from kdiag.errors import KdiagError
-from kdiag.model.signature import DTYPE_NAMES, Signature, pick_signature
+from kdiag.model.signature import DTYPE_NAMES, Signature, dtype_enum_name, pick_signature
 from kdiag.path import tfserving
 from kdiag.path.container import Request, TfsTarget
+from kdiag.path.container_common import nginx_error_page
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.path.request_path import Invocation
 from kdiag.path.runtime import runtime_outcome, validation_error
@@ -65,6 +66,8 @@ _RUNTIME_HEADERS: tuple[tuple[str, str, int, int, re.Pattern, str, bool], ...] =
      "^[a-zA-Z0-9](-*[a-zA-Z0-9])*", False),
     ("X-Amzn-SageMaker-Inference-Id", "inferenceId", 1, 64, _PRINTABLE_RE,
      r"\A\S[\p{Print}]*\z", False),
+    ("X-Amzn-SageMaker-Target-Model", "targetModel", 1, 1024, _PRINTABLE_RE,
+     r"\A\S[\p{Print}]*\z", False),
 )
 BODY_MAX = 6291456  # BodyBlob max
 
@@ -86,8 +89,6 @@ _RUNTIME_RE = re.compile(r"/endpoints/([^/]+)/(invocations|async-invocations|"
 _NOT_FOUND = b'{"error": "Not Found"}'
 JSON = "application/json"
 
-# TensorFlow's DataType enum names (types.proto) where they differ from "DT_" + kdiag's name.
-_DT_SPECIAL = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF"}
 # SignatureDef.defaults (meta_graph.proto) appeared in TF 2.13; TF Serving's own metadata test
 # data gained `"defaults": {}` in commit 07b08825 (2023-05-03).
 _DEFAULTS_SINCE = (2, 13)
@@ -146,21 +147,13 @@ def _jstr(s: str) -> str:
     return '"' + re.sub(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group()):04x}", out) + '"'
 
 
-def _dt_name(dtype: str) -> str:
-    if dtype in _DT_SPECIAL:
-        return _DT_SPECIAL[dtype]
-    if dtype.startswith("dtype_"):
-        return "DT_INVALID" if dtype == "dtype_0" else dtype
-    return "DT_" + dtype.upper()
-
-
 def _tensor_info(spec) -> dict:
     # Field order as TF Serving prints it (dtype, tensor_shape, then the `name` of the encoding
     # oneof): seen in real `GET .../metadata` answers.
     shape = ({"dim": [], "unknown_rank": True} if spec.shape is None else
              {"dim": [{"size": str(int(d)), "name": ""} for d in spec.shape],
               "unknown_rank": False})
-    return {"dtype": _dt_name(spec.dtype), "tensor_shape": shape, "name": spec.tensor_name or ""}
+    return {"dtype": dtype_enum_name(spec.dtype), "tensor_shape": shape, "name": spec.tensor_name or ""}
 
 
 def metadata_json(model_name: str, version: int, signatures: list[Signature], *,
@@ -206,6 +199,12 @@ class ServerApp:
 
     def __init__(self, endpoint: LocalEndpoint, *, endpoint_name: str = "local",
                  variant: str = VARIANT, runtime_deadline: float | None = RUNTIME_DEADLINE) -> None:
+        # `kdiag serve --multi-model DIR` passes a kdiag.serve.multi_model.ModelManager: the
+        # container's MME mode (recognised by its flag: that module imports this one).
+        self.manager = endpoint if getattr(endpoint, "is_multi_model", False) else None
+        # Set when the container would not start (code/requirements.txt it cannot install):
+        # nothing healthy stands behind nginx, so every route gets nginx's 502 page.
+        self.startup_failure: str | None = getattr(endpoint, "startup_failure", None)
         self.endpoint = endpoint
         self.endpoint_name = endpoint_name
         self.variant = variant
@@ -220,10 +219,14 @@ class ServerApp:
         """The answer to one request. `raw_path` is the request target as sent (percent-encoded,
         maybe with a query string, which no route here reads)."""
         path = raw_path.split("?", 1)[0].split("#", 1)[0]
+        if self.startup_failure is not None:
+            return self._not_started(path)
         try:
             m = _RUNTIME_RE.fullmatch(path)
             if m:
                 return self.runtime(method, m.group(1), m.group(2), headers, body)
+            if self.manager is not None:
+                return self.multi_model(method, path, headers, body)
             # nginx locations are prefix matches (errata §10): /pingX pings, /invocations/x invokes.
             if path.startswith("/ping"):
                 return Reply(200, {}, b"", "ping")
@@ -242,6 +245,15 @@ class ServerApp:
                 return Reply(out.http_status, dict(out.http_headers), out.http_body, note)
             return _json_reply(500, f'{{"error": "kdiag: {type(e).__name__}"}}', note)
 
+    def _not_started(self, path: str) -> Reply:
+        page = nginx_error_page(502).encode()
+        note = "the container did not start: " + (self.startup_failure or "")[:120]
+        if _RUNTIME_RE.fullmatch(path):
+            out = runtime_outcome(502, page, "text/html", endpoint_name=self.endpoint_name,
+                                  variant=self.variant, region=REGION, account=ACCOUNT)
+            return Reply(out.http_status, dict(out.http_headers), out.http_body, note)
+        return Reply(502, {"Content-Type": "text/html"}, page, note)
+
     # -- the container contract ----------------------------------------------------------------
     def invocations(self, headers: Mapping[str, str], body: bytes) -> Reply:
         req = Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
@@ -254,6 +266,49 @@ class ServerApp:
         headers = {} if inv.content_type is None else {"Content-Type": inv.content_type}
         note = "" if inv.stage is None else f"stage {inv.stage}"
         return Reply(inv.status, headers, inv.body, note)
+
+    # -- SAGEMAKER_MULTI_MODEL=true ------------------------------------------------------------
+    def multi_model(self, method: str, path: str, headers: Mapping[str, str],
+                    body: bytes) -> Reply:
+        """nginx's MME routes: /ping, and /invocations and /models* to the Python service
+        (falcon routes /models, /models/{model_name}, /models/{model_name}/invoke)."""
+        mgr = self.manager
+        if path.startswith("/ping"):
+            return Reply(200, {}, b"", "ping")
+        parts = path.split("/")
+        if path.startswith("/invocations"):
+            if method != "POST":
+                return _json_reply(405, b'{"title": "405 Method Not Allowed"}')
+            return self._mme_answer(mgr.invoke(None, self._request(headers, body)))
+        if parts[1:2] == ["models"] and len(parts) <= 4:
+            name = unquote(parts[2]) if len(parts) > 2 and parts[2] else None
+            invoke = len(parts) == 4 and parts[3] == "invoke"
+            if len(parts) == 4 and not invoke:
+                return _json_reply(404, b'{"title": "404 Not Found"}')
+            if method == "POST" and invoke and name:
+                return self._mme_answer(mgr.invoke(name, self._request(headers, body)))
+            if method == "POST" and name is None:
+                return self._mme_answer(mgr.load(body))
+            if method == "POST" and name:
+                # on_post with a model name and no /invoke: falcon's route is an invocation
+                return self._mme_answer(mgr.invoke(name, self._request(headers, body)))
+            if method == "GET" and not invoke:
+                return self._mme_answer(mgr.list() if name is None else mgr.describe(name))
+            if method == "DELETE" and name and not invoke:
+                return self._mme_answer(mgr.unload(name))
+            return _json_reply(405, b'{"title": "405 Method Not Allowed"}')
+        return _json_reply(404, _NOT_FOUND)
+
+    @staticmethod
+    def _request(headers: Mapping[str, str], body: bytes) -> Request:
+        return Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
+                       _header(headers, "X-Amzn-SageMaker-Custom-Attributes"))
+
+    def _mme_answer(self, ans) -> Reply:
+        if isinstance(ans, Invocation):
+            return self._container_reply(ans)
+        headers = {} if ans.content_type is None else {"Content-Type": ans.content_type}
+        return Reply(ans.status, headers, ans.body, ans.note)
 
     # -- the SageMaker Runtime API -------------------------------------------------------------
     def runtime(self, method: str, raw_name: str, operation: str, headers: Mapping[str, str],
@@ -281,7 +336,21 @@ class ServerApp:
                                     "not found.")
         req = Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
                       _header(headers, "X-Amzn-SageMaker-Custom-Attributes"))
-        inv = self._invoke_with_deadline(req)
+        target = _header(headers, "X-Amzn-SageMaker-Target-Model")
+        model = None
+        if self.manager is not None:
+            if target is None:
+                # [inferred] wording: a multi-model endpoint needs TargetModel.
+                return self._validation("TargetModel header is required for a multi-model "
+                                        f"endpoint: endpoint {name} is multi-model.")
+            model, problem = self.manager.target_model(target)
+            if problem is not None:
+                return self._validation(problem)
+        elif target is not None:
+            # [inferred] wording: the service refuses TargetModel for a single-model endpoint.
+            return self._validation(f"Endpoint {name} of account {ACCOUNT} is not a multi-model "
+                                    "endpoint; TargetModel is not allowed.")
+        inv = self._invoke_with_deadline(req, model)
         if inv is None:
             out = runtime_outcome(None, None, None, endpoint_name=name, variant=self.variant,
                                   region=REGION, account=ACCOUNT)
@@ -331,16 +400,26 @@ class ServerApp:
                        f"less than or equal to {BODY_MAX}")
         return out
 
-    def _invoke_with_deadline(self, req: Request) -> Invocation | None:
+    def _invoke_with_deadline(self, req: Request, model: str | None = None
+                              ) -> Invocation | None:
         """The Runtime stops waiting after 60 s and answers ModelError; the model call itself
-        cannot be cancelled, so it finishes in the background."""
+        cannot be cancelled, so it finishes in the background. `model`: the TargetModel's
+        model in multi-model mode."""
+        def call() -> Invocation:
+            if self.manager is None:
+                return self.endpoint.invoke(req)
+            ans = self.manager.invoke(model, req)
+            if isinstance(ans, Invocation):
+                return ans
+            return Invocation(ans.status, ans.content_type, ans.body, "container", [], [])
+
         if self.runtime_deadline is None:
-            return self.endpoint.invoke(req)
+            return call()
         box: dict[str, object] = {}
 
         def work() -> None:
             try:
-                box["inv"] = self.endpoint.invoke(req)
+                box["inv"] = call()
             except BaseException as e:  # handed back to the request thread
                 box["exc"] = e
 
@@ -366,11 +445,8 @@ class ServerApp:
             if err:
                 return err
             # The verb is matched case-insensitively but dispatched case-sensitively.
-            if verb == "predict":
-                return self._tfs_predict(model, version, label, body)
-            if verb in ("classify", "regress"):
-                return self._tfs_error("UNIMPLEMENTED", f"kdiag serve emulates :predict only; "
-                                       f":{verb} is not implemented")
+            if verb in ("predict", "classify", "regress"):
+                return self._tfs_predict(model, version, label, body, verb)
             return self._tfs_error("INVALID_ARGUMENT", malformed)
         if method == "GET":
             m = _STATUS_RE.fullmatch(path)
@@ -404,31 +480,40 @@ class ServerApp:
         return (unquote(raw_model), version, unquote(raw_label) if raw_label else None, None)
 
     def _tfs_predict(self, model: str, version: int | None, label: str | None,
-                     body: bytes) -> Reply:
-        emu = self.endpoint.emulator()
+                     body: bytes, verb: str = "predict") -> Reply:
+        emu = self._endpoint_for(model).emulator()
         if label is not None:
             # No labels are configured in the container's model config, so every label fails in
             # the servable lookup (server_core.cc GetModelVersionForLabel), which comes after the
             # body's parse phase (json_tensor.cc FillPredictRequestFromJson). A model name that
             # cannot exist (it holds "/") yields the parse-phase answer or the lookup failure.
-            probe = emu.answer(body, TfsTarget(model + "/", None))
+            probe = emu.answer(body, TfsTarget(model + "/", None, verb))
             if probe.status != 404:
                 return _json_reply(probe.status, probe.body, f"stage {probe.stage}")
             return self._tfs_error("INVALID_ARGUMENT",
                                    f"Unrecognized servable version label: {label}")
-        ans = emu.answer(body, TfsTarget(model, version))
+        ans = emu.answer(body, TfsTarget(model, version, verb))
         return _json_reply(ans.status, ans.body, "" if ans.stage is None else f"stage {ans.stage}")
+
+    def _endpoint_for(self, model: str):
+        """The endpoint of `model` when the artifact holds several models, else the default
+        (whose emulator then answers TF Serving's 404)."""
+        pick = getattr(self.endpoint, "model_endpoint", None)
+        other = pick(model) if pick is not None else None
+        return other if other is not None else self.endpoint
 
     def _known(self, model: str, version: int | None) -> bool:
         return model == self.endpoint.model_name and (version is None or version in self.versions)
 
     def _tfs_status(self, model: str, version: int | None) -> Reply:
         # get_model_status_impl.cc: a label is ignored (all versions answer).
-        if model != self.endpoint.model_name:
+        ep = self._endpoint_for(model)
+        if model != ep.model_name:
             return self._tfs_error("NOT_FOUND", f"Could not find any versions of model {model}")
-        if version is not None and version not in self.versions:
+        versions = self.versions if ep is self.endpoint else sorted(ep.versions or [1])
+        if version is not None and version not in versions:
             return self._tfs_error("NOT_FOUND", f"Could not find version {version} of model {model}")
-        return _json_reply(200, status_json([version] if version is not None else self.versions))
+        return _json_reply(200, status_json([version] if version is not None else versions))
 
     def _tfs_metadata(self, model: str, version: int | None, label: str | None) -> Reply:
         if label is not None:
@@ -829,7 +914,8 @@ def start_server(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 0
     url = f"http://{shown}:{bound_port}"
     m = endpoint.model_name
     routes = ["GET /ping", "POST /invocations", f"POST /endpoints/{endpoint_name}/invocations",
-              f"POST /v1/models/{m}[/versions/N]:predict", f"GET /v1/models/{m}[/versions/N]",
+              f"POST /v1/models/{m}[/versions/N]:predict|classify|regress",
+              f"GET /v1/models/{m}[/versions/N]",
               f"GET /v1/models/{m}[/versions/N]/metadata"]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
                               name=f"kdiag-serve-{bound_port}", daemon=True)
