@@ -42,6 +42,11 @@ from kdiag.path.runtime import runtime_outcome, validation_error
 __all__ = ["MAX_BODY", "Reply", "RunningServer", "ServerApp", "load_model", "start_server"]
 
 MAX_BODY = 100 * 1024 * 1024  # refused with 413 before reading; nginx's client_body_buffer_size
+# Lingering close after a refusal (nginx: lingering_time 30s, lingering_timeout 5s), shorter
+# here and bounded in bytes, so a refused client cannot hold a connection slot for long.
+LINGER_TIME = 2.0
+LINGER_READ_TIMEOUT = 0.5
+LINGER_MAX_BYTES = 16 << 20
 SOCKET_TIMEOUT = 30.0  # per socket operation: a client that stalls loses its connection
 HEADER_TIMEOUT = 10.0  # a connection must send a complete request head within this many seconds
 MAX_CONNECTIONS = 64  # open connections; the longest-idle one makes room for a new one
@@ -761,10 +766,29 @@ class _Handler(BaseHTTPRequestHandler):
                                    f"equal to {BODY_MAX}")
             self._send(Reply(out.http_status, dict(out.http_headers), out.http_body,
                              "too large, not read"), t0)
+            self._linger()
             return
         body = tfserving_json_error(f"request body of {size} bytes is over kdiag serve's limit "
                                     f"of {self.server.max_body} bytes (--max-body-mb)").encode()
         self._send(Reply(413, {"Content-Type": JSON}, body, "too large, not read"), t0)
+        self._linger()
+
+    def _linger(self) -> None:
+        """nginx's lingering close: after an early refusal, read and drop what the client is
+        still sending for a short while, so it sees the answer instead of a reset (a client
+        blocked in sendall would otherwise get a broken pipe and never read the 413)."""
+        sock = self.connection
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(LINGER_READ_TIMEOUT)
+            deadline = time.monotonic() + LINGER_TIME
+            dropped = 0
+            while time.monotonic() < deadline and dropped < LINGER_MAX_BYTES:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                dropped += len(chunk)
 
     def _dispatch(self) -> None:
         t0 = time.perf_counter()
