@@ -9,17 +9,19 @@ offered after it has itself been validated as accepted.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from kdiag.diagnosis.families import NO_PAYLOAD_CODES, family_finding
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, format_shape
-from kdiag.payloads.recover import NoFix, recover
+from kdiag.payloads.recover import NoFix, Recovered, fix_b64_in_place, recover
 
 if TYPE_CHECKING:
     from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
     from kdiag.path.generations import Request
 
-STAGE = {"3": "tfs-parse", "4": "signature", "2": "container", "1": "wire"}
+STAGE = {"3": "tfs-parse", "4": "signature", "2": "container", "1": "wire", "5": "model"}
 
 
 def _f(code: str, message: str, fix: str, severity: str = "error") -> Finding:
@@ -164,7 +166,8 @@ def _csv_header_rule(req: Request) -> Finding | None:
         return _f("KD313",
                   "The CSV body starts with a header row: the container converts every line, "
                   "the header too, into an instance, and the names arrive as strings.",
-                  "Send the rows without a header (DataFrame.to_csv(header=False, index=False)).")
+                  "Drop the header row and keep text/csv: "
+                  "DataFrame.to_csv(header=False, index=False).")
     return None
 
 
@@ -183,13 +186,27 @@ def _wrapper_key_rule(res: ValidationResult, req: Request, sig: Signature) -> Fi
     return None
 
 
+# A graph check for a fixed payload: None when the model answers it, else why not.
+GraphCheck = Callable[["Request"], "str | None"]
+
+
 def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
-             opts: ValidateOptions, sig: Signature | None, *, propose_fix: bool = True) -> None:
-    """Add root-cause findings to `res` and, when it was rejected, a verified fixed payload."""
+             opts: ValidateOptions, sig: Signature | None, *, propose_fix: bool = True,
+             run_graph: GraphCheck | None = None) -> None:
+    """Add root-cause findings to `res` and, when it was rejected, a verified fixed payload.
+
+    `run_graph` (replay, with the model at hand) runs the fixed payload through the model too:
+    a fix is offered only when every stage it can reach passes."""
     if sig is None or res.accepted:
         return
     roots: list[Finding] = []
     message = res.error or ""
+    # The body-shape rules that read the text itself come first; then the failure families.
+    special = (_json_string_rule(res, req) or _csv_header_rule(req) or
+               _wrapper_key_rule(res, req, sig)) if res.stage == "tfs-parse" else None
+    family = None if special else family_finding(res, req, sig)
+    if family is not None:
+        roots.append(family)
     if res.stage == "container" and res.status == 415 and opts.misplaced_code:
         # field-notes §1: the 415 names the content type, but the cause is the artifact.
         roots.append(_f("KD231",
@@ -198,9 +215,9 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
                         "root), so content types only your handler understands are refused.",
                         "Put code/ at the top level of model.tar.gz: tar -czf model.tar.gz 1 "
                         "code"))
-    if res.stage == "tfs-parse":
-        special = _json_string_rule(res, req) or _csv_header_rule(req) or \
-            _wrapper_key_rule(res, req, sig)
+    if family is not None:
+        pass
+    elif res.stage == "tfs-parse":
         if special:
             roots.append(special)
         else:
@@ -212,8 +229,14 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         roots += _shape_rules(res, req, sig)
     known = {f.code for f in res.findings}
     res.findings = [f for f in roots if f.code not in known] + res.findings
-    if propose_fix:
-        _propose_fix(res, req, signatures, opts, sig)
+    if propose_fix and family is not None and family.code in NO_PAYLOAD_CODES:
+        res.findings.append(Finding(
+            "KD900", "info", res.stage or "container",
+            "No corrected payload: no payload can work for this model as exported (the "
+            f"preprocessing is outside the graph, see {family.code}); change the client's "
+            "preprocessing or the export as the snippet shows.", ""))
+    elif propose_fix:
+        _propose_fix(res, req, signatures, opts, sig, run_graph)
 
 
 def _round_floats(rec) -> None:
@@ -233,34 +256,70 @@ def _round_floats(rec) -> None:
                      "tolerates it)")
 
 
+def _fixed_body(rec: Recovered, req: Request, sig: Signature) -> tuple[str, str]:
+    """(Content-Type, body) for recovered tensors: CSV stays CSV when it can carry them."""
+    from kdiag.payloads.build import csv_allowed, csv_request, tfs_request
+
+    if rec.body is not None:
+        return req.content_type or "application/json", rec.body
+    if (req.content_type or "").split(";")[0].strip().lower() == "text/csv" and \
+            csv_allowed(sig)[0] and sig.name == "serving_default":
+        try:
+            return "text/csv", csv_request(rec.tensors, sig)
+        except Exception:  # noqa: BLE001 - values CSV cannot carry: fall back to JSON
+            pass
+    if req.content_type != "application/json":
+        rec.steps.insert(0, "Content-Type application/json (was "
+                         + (repr(req.content_type) if req.content_type else "none") + ")")
+    return "application/json", tfs_request(
+        rec.tensors, sig, columnar=rec.columnar, b64=rec.b64,
+        signature_name=None if sig.name == "serving_default" else sig.name)
+
+
+def _candidates(req: Request, sig: Signature, too_large: bool):
+    """Recoveries to try, least invasive first: an in-place b64 repair, then the tensors."""
+    text = req.body_bytes.decode("utf-8")
+    if not too_large:
+        fixed = fix_b64_in_place(text)
+        if fixed is not None:
+            yield fixed
+    rec = recover(req.body_bytes, req.content_type, sig)
+    if too_large:
+        _round_floats(rec)
+    yield rec
+
+
 def _propose_fix(res: ValidationResult, req: Request, signatures: list[Signature],
-                 opts: ValidateOptions, sig: Signature) -> None:
+                 opts: ValidateOptions, sig: Signature, run_graph: GraphCheck | None = None
+                 ) -> None:
     from kdiag.diagnosis.validation import validate
     from kdiag.path.generations import Request as Req
-    from kdiag.payloads.build import tfs_request
 
     too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
+    why = ""
     try:
-        rec = recover(req.body_bytes, req.content_type, sig)
-        if too_large:
-            _round_floats(rec)
-        if req.content_type != "application/json":
-            rec.steps.insert(0, "Content-Type application/json (was "
-                             + (repr(req.content_type) if req.content_type else "none") + ")")
-        body = tfs_request(rec.tensors, sig,
-                           signature_name=None if sig.name == "serving_default" else sig.name)
+        for rec in _candidates(req, sig, too_large):
+            content_type, body = _fixed_body(rec, req, sig)
+            fixed_req = Req(body=body.encode("utf-8"), content_type=content_type,
+                            accept=req.accept, custom_attributes=req.custom_attributes)
+            check = validate(fixed_req, signatures, opts, propose_fix=False)
+            if not check.accepted:
+                why = f"the rewritten request is still rejected ({check.status} at {check.stage})"
+                continue
+            verified = ["container", "tfs-parse", "signature"]
+            if run_graph is not None:
+                failed = run_graph(fixed_req)
+                if failed:
+                    why = f"the model fails on the rewritten request: {failed}"
+                    continue
+                verified.append("graph")
+            res.fixed_payload = {"content_type": content_type, "body": body,
+                                 "changes": rec.steps, "verified": verified}
+            return
     except (NoFix, UnicodeDecodeError) as e:
+        why = str(e)
+    except Exception as e:  # the builder refuses values it cannot write (KdiagError)  # noqa: BLE001
+        why = str(e).rstrip(".")
+    if why:
         res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}.", ""))
-        return
-    except Exception as e:  # the builder refuses values it cannot write (KdiagError)
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}", ""))
-        return
-    fixed_req = Req(body=body.encode("utf-8"), content_type="application/json",
-                    accept=req.accept, custom_attributes=req.custom_attributes)
-    check = validate(fixed_req, signatures, opts,
-                     propose_fix=False)
-    if check.accepted:
-        res.fixed_payload = {"content_type": "application/json", "body": body,
-                             "changes": rec.steps}
+                                    f"No corrected payload: {why}.", ""))
