@@ -17,32 +17,38 @@ def _dims(spec: TensorSpec) -> tuple[int, int, int]:
     return (224 if h == -1 else h), (224 if w == -1 else w), (3 if c == -1 else c)
 
 
-def client_pixels_snippet(name: str, spec: TensorSpec, endpoint: str = "my-endpoint") -> str:
-    """Decode and resize on the client, then send the pixels the signature takes."""
+CLIENT_SEND_MARKER = "# send it"
+
+
+def client_pixels_snippet(name: str, spec: TensorSpec, endpoint: str = "my-endpoint",
+                          image_path: str = "image.png") -> str:
+    """Decode and resize on the client, then send the pixels the signature takes.
+
+    Written with TensorFlow's decoder, the one the notebook most likely used (PIL's resize
+    gives slightly different pixels)."""
     h, w, c = _dims(spec)
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(c, "RGB")
     if spec.dtype == "uint8":
-        pixels = "np.asarray(img, dtype=np.uint8)"
+        pixels = "tf.cast(tf.round(img), tf.uint8).numpy()"
     else:
-        pixels = ("np.asarray(img, dtype=np.float32) / 255.0  "
-                  "# the scaling your notebook helper applied")
-    reshape = "[..., None]" if c == 1 else ""
+        pixels = "(img / 255.0).numpy()  # the scaling your notebook helper applied"
     return (
-        "# Remedy 1: decode and resize on the client (pip install pillow)\n"
+        "# Remedy 1: decode and resize on the client, send the pixels\n"
         "import json\n\n"
-        "import boto3\n"
-        "import numpy as np\n"
-        "from PIL import Image\n\n"
-        f'img = Image.open("image.png").convert("{mode}").resize(({w}, {h}))\n'
+        "import tensorflow as tf\n\n"
+        f"data = open({image_path!r}, \"rb\").read()\n"
+        f"img = tf.io.decode_image(data, channels={c}, expand_animations=False)\n"
+        f"img = tf.image.resize(img, [{h}, {w}])\n"
         f"pixels = {pixels}\n"
-        f'body = json.dumps({{"instances": [{{"{name}": pixels{reshape}.tolist()}}]}})\n'
+        f'body = json.dumps({{"instances": [{{"{name}": pixels.tolist()}}]}})\n\n'
+        f"{CLIENT_SEND_MARKER}\n"
+        "import boto3\n\n"
         'runtime = boto3.client("sagemaker-runtime")\n'
         f'response = runtime.invoke_endpoint(EndpointName="{endpoint}", '
         'ContentType="application/json", Body=body)\n'
         'print(json.loads(response["Body"].read()))\n')
 
 
-def reexport_bytes_snippet(name: str, spec: TensorSpec) -> str:
+def reexport_bytes_snippet(name: str, spec: TensorSpec, model_path: str = "model.keras") -> str:
     """Re-export with a serving signature that takes image bytes and decodes in the graph."""
     h, w, c = _dims(spec)
     cast = "tf.cast(img, tf.uint8)" if spec.dtype == "uint8" else \
@@ -51,7 +57,7 @@ def reexport_bytes_snippet(name: str, spec: TensorSpec) -> str:
         "# Remedy 2: re-export with a signature that takes the image bytes (tf.string)\n"
         "import keras\n"
         "import tensorflow as tf\n\n"
-        'model = keras.models.load_model("model.keras")  # the notebook model\n\n\n'
+        f"model = keras.models.load_model({model_path!r})  # the notebook model\n\n\n"
         "def decode(data):\n"
         f"    img = tf.io.decode_image(data, channels={c}, expand_animations=False)\n"
         f"    img = tf.image.resize(img, [{h}, {w}])\n"
