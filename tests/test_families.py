@@ -362,3 +362,23 @@ def test_text_for_a_token_id_model_says_the_model_must_change_and_offers_no_payl
     assert "TextVectorization" in f.fix and "archive.write_out" in f.fix
     assert res.fixed_payload is None
     assert any(x.code == "KD900" and "no payload can work" in x.message for x in res.findings)
+
+
+@pytest.mark.tf
+def test_the_tokenizer_export_snippet_runs_and_takes_text(tmp_path):
+    from kdiag.payloads.remedies import tokenizer_export_snippet
+
+    spec = sigs("tokens/1")[0].inputs["tokens"]
+    script = (
+        "import keras\n"
+        "inp = keras.Input((10,), dtype='int32')\n"
+        "h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 4)(inp))\n"
+        "keras.Model(inp, keras.layers.Dense(2)(h)).save('model.keras')\n"
+        "VOCABULARY = ['the', 'cat', 'sat']\n"
+        + tokenizer_export_snippet("tokens", spec))
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    exported = load_signatures(str(tmp_path / "export/1"))
+    req = Request(b'{"instances": ["the cat sat on the mat"]}', "application/json")
+    assert validate(req, exported, ValidateOptions()).accepted

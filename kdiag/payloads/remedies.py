@@ -85,7 +85,8 @@ def tokenizer_export_snippet(name: str, spec: TensorSpec) -> str:
         "import tensorflow as tf\n\n"
         'model = keras.models.load_model("model.keras")  # takes token ids\n'
         "vectorize = keras.layers.TextVectorization(vocabulary=VOCABULARY"
-        f"{seq})  # the notebook's vocabulary\n\n\n"
+        f"{seq})  # the notebook's vocabulary\n"
+        'vectorize(tf.constant(["build"]))  # export needs the layer built\n\n\n'
         "def serve(text):\n"
         f"    return model(tf.cast(vectorize(text), tf.{spec.dtype}))\n\n\n"
         "archive = keras.export.ExportArchive()\n"
