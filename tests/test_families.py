@@ -382,3 +382,22 @@ def test_the_tokenizer_export_snippet_runs_and_takes_text(tmp_path):
     exported = load_signatures(str(tmp_path / "export/1"))
     req = Request(b'{"instances": ["the cat sat on the mat"]}', "application/json")
     assert validate(req, exported, ValidateOptions()).accepted
+
+
+@pytest.mark.parametrize("model,body", [
+    (TWO, {"instances": [{"features": [1.0, 2.0, 3.0, 4.0, 5.0]}]}),
+    (K3, {"instances": [{"features": [0.5, 1.0, 1.5], "tokens": [1, 2, 3, 4, 5, 6],
+                         "mask": [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]}]}),
+    (TWO, [[0.1, 0.2, 0.3, 0.4, 0.5], [3]]),
+    (TWO, {"features": [[1, 2, 3, 4, 5]], "ids": [[3]]}),
+    ("image_predict/1", {"instances": [{"b64": base64.b64encode(PNG).decode()}]}),
+    ("image_bytes/1", {"instances": [{"b64": base64.urlsafe_b64encode(PNG).decode()}]}),
+    ("tokens/1", {"instances": [list(range(10)), [1, 2]]}),
+    ("example_parser/1", {"instances": [{"age": 30, "income": 4.0}]}),
+    ("tokens/1", {"instances": ["the cat sat"]}),
+])
+def test_the_family_and_its_fix_do_not_depend_on_whitespace(model, body):
+    spaced = run(model, json.dumps(body, indent=2))
+    compact = run(model, json.dumps(body, separators=(",", ":")))
+    assert root(spaced).code == root(compact).code
+    assert spaced.fixed_payload == compact.fixed_payload

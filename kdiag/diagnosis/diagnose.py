@@ -173,7 +173,9 @@ def _csv_header_rule(req: Request) -> Finding | None:
 
 def _wrapper_key_rule(res: ValidationResult, req: Request, sig: Signature) -> Finding | None:
     """{"data": [...]} or {"input_data": ...}: a top-level key TF Serving does not know."""
-    if res.tfs_request is None or not res.tfs_request.startswith('{"instances":[{'):
+    # Only when the container really wrapped the body (KD203), not when the client's own
+    # compact {"instances":[{...}]} happens to read the same.
+    if res.tfs_request is None or not any(f.code == "KD203" for f in res.findings):
         return None
     text = req.body_bytes.decode("utf-8", "replace").lstrip()
     m = re.match(r'\{\s*"([^"]+)"\s*:', text)
