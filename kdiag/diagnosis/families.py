@@ -32,6 +32,8 @@ NO_PAYLOAD_CODES = frozenset({"KD355", "KD441"})
 
 def _q(names: list[str]) -> str:
     quoted = [f"`{n}`" for n in names]
+    if not quoted:
+        return "no named values"
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
@@ -61,31 +63,29 @@ def _is_image(data: bytes) -> bool:
     return data.startswith(IMAGE_MAGIC)
 
 
+def _b64_is_image(text: str) -> bool:
+    head, _ = rc.standard_b64(text[:200])
+    head = head[:64]
+    try:
+        return _is_image(base64.b64decode(head + "=" * (-len(head) % 4)))
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _image_evidence(req: Request, sent: rc.Sent | None) -> str | None:
-    """How image bytes travel in this request, in words; None when they do not."""
+    """How image bytes travel in this request, in words; None when they do not. The first value
+    decides: a request carries one kind of data."""
     ct = (req.content_type or "").split(";")[0].strip().lower()
     if _is_image(req.body_bytes):
         return f"the image file's bytes as {ct or 'the body'}"
-    if sent is None:
-        return None
-    for leaf in _leaves(sent.data if sent.form != "bare" else sent.data):
-        if isinstance(leaf, dict):
-            text, _ = rc.standard_b64(str(leaf["b64"]))
-            try:
-                if _is_image(base64.b64decode(text[:64] + "=" * (-len(text[:64]) % 4))):
-                    return "image bytes as {\"b64\": ...}"
-            except (binascii.Error, ValueError):
-                pass
-        elif isinstance(leaf, str):
-            if re.match(r"data:image/", leaf, re.I):
-                return "the image as a data: URL"
-            head = leaf[:64]
-            try:
-                if len(leaf) >= 16 and _is_image(base64.b64decode(head + "=" * (-len(head) % 4))):
-                    return "the image as base64 text"
-            except (binascii.Error, ValueError):
-                pass
-        return None
+    first = next(_leaves(sent.data), None) if sent is not None else None
+    if isinstance(first, dict) and _b64_is_image(str(first["b64"])):
+        return "image bytes as {\"b64\": ...}"
+    if isinstance(first, str):
+        if re.match(r"data:image/", first, re.I):
+            return "the image as a data: URL"
+        if len(first) >= 16 and _b64_is_image(first):
+            return "the image as base64 text"
     return None
 
 

@@ -63,12 +63,12 @@ def _parse_body(body: str, content_type: str, steps: list[str]) -> Any:
             raise NoFix("the CSV rows hold values that are not numbers") from None
     try:
         return _loads(body)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         pass
     lines = [ln for ln in body.splitlines() if ln.strip()]
     try:
         values = [_loads(ln) for ln in lines]
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         raise NoFix("the body is not JSON") from None
     steps.append("merged the JSON lines into one list of instances")
     return values
@@ -80,7 +80,7 @@ def _unjson(value: Any, steps: list[str]) -> Any:
         if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
             try:
                 value = _loads(value)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return value
             steps.append("parsed the JSON text that was sent as a string (serialised twice)")
         else:
@@ -105,7 +105,7 @@ def _value_kind(value: Any) -> tuple[tuple[int, ...] | None, str]:
         return (), "b64" if set(value) == {"b64"} else "mixed"
     try:
         arr = np.asarray(value)
-    except ValueError:
+    except (ValueError, TypeError, RecursionError, OverflowError):
         return None, "mixed"
     k = arr.dtype.kind
     if k == "O":
@@ -222,7 +222,7 @@ def check_names(data: Any, sig: Signature) -> NameCheck | None:
         return None
     missing = [n for n in sig.inputs if n not in keys]
     unexpected = [k for k in keys if k not in sig.inputs]
-    if not missing and not unexpected:
+    if not keys or (not missing and not unexpected):
         return None
     maps = assignments({k: sample[k] for k in unexpected if k in sample},
                        {n: sig.inputs[n] for n in missing}, batched) if unexpected else []
@@ -337,6 +337,8 @@ def _as_array(name: str, value: Any, spec: TensorSpec, steps: list[str]) -> np.n
             finite = np.isfinite(arr).all()
             if not finite or not np.equal(np.floor(arr), arr).all():
                 raise NoFix(f"{name!r} is an integer input and the values are not whole numbers")
+            if arr.size and np.abs(arr).max() >= 2.0 ** 63:
+                raise NoFix(f"{name!r} holds whole numbers beyond int64's range")
             arr = arr.astype(np.int64)
             steps.append(f"wrote the whole numbers of {name!r} without '.0' (int input)")
     elif arr.dtype.kind not in "fiu":
@@ -426,7 +428,7 @@ def fix_b64_in_place(body: str) -> Recovered | None:
     does not understand. None when no b64 value needs it."""
     try:
         doc = _loads(body)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return None
     steps: list[str] = []
 
@@ -580,8 +582,7 @@ def recover(body: bytes | str, content_type: str | None, sig: Signature) -> Reco
     tensors = {n: _as_array(n, columns[n], sig.inputs[n], steps) for n in names}
     if len({int(a.shape[0]) for a in tensors.values() if a.ndim}) > 1:
         raise NoFix("the inputs hold different numbers of instances")
-    return Recovered(tensors=tensors, steps=list(dict.fromkeys(steps)),
-                     columnar=columnar and len(names) > 0)
+    return Recovered(tensors=tensors, steps=list(dict.fromkeys(steps)), columnar=columnar)
 
 
 def _names_why(check: NameCheck | None, sig: Signature) -> str:
