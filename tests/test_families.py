@@ -18,7 +18,8 @@ import sys
 import pytest
 
 from kdiag.diagnosis.validation import ValidateOptions, validate
-from kdiag.model.signature import ExampleFeature, load_signatures
+from kdiag.model.signature import ExampleFeature
+from kdiag.model.target import load_signatures
 from kdiag.path.container import Request
 from kdiag.payloads.remedies import CLIENT_SEND_MARKER
 from tests.conftest import FIXTURES, MODELS

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import (
+    cap_option,
+    emit_json,
+    exit_with,
+    format_option,
+    trust_model_option,
+)
 
 EPILOG = """\b
 Examples:
@@ -65,6 +71,8 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("--atol", type=float, default=1e-5, show_default=True)
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
 @format_option
+@cap_option
+@trust_model_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,
@@ -79,13 +87,12 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     PAYLOAD is a file, - for stdin, or a folder of payload files (replayed in stacked model
     calls). Needs TensorFlow.
     """
+    import kdiag
     from kdiag.errors import KdiagError
     from kdiag.model.runner import require_tensorflow
-    from kdiag.path.container import Request
-    from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.payloads.files import iter_bodies
-    from kdiag.replays.replay import notebook_versus_endpoint, replay_one
     from kdiag.report import console, render_replay, render_validation_batch
+    from kdiag.results import Payload, batch_document
 
     require_tensorflow("kdiag replay")
     if capture is not None:
@@ -101,28 +108,24 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     if (keras_path is None) != (client_input is None):
         raise KdiagError("--keras and --client-input go together: the notebook's model and "
                          "what the notebook passed to its predict().")
-    items = [(name, Request(body=body, content_type=ct, accept=accept,
-                            custom_attributes=custom_attributes))
+    items = [Payload(ct, body, name=name)
              for name, body, ct in iter_bodies(payload, each_line=each_line,
                                                content_type=content_type)]
     single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
-    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
-        if single:
-            results = [replay_one(endpoint, items[0][1], items[0][0])]
-        else:
-            results = _replay_with_progress(endpoint, items, max_batch, quiet=fmt == "json")
-    if keras_path is not None:
-        notebook_versus_endpoint(results[0], keras_path, _client_input(client_input),
-                                 custom_objects=custom_objects, safe_mode=not unsafe_keras,
-                                 atol=atol, rtol=rtol)
+    kwargs = dict(accept=accept, custom_attributes=custom_attributes,
+                  framework_version=framework_version, code=code_dir, model_name=model_name,
+                  max_batch=max_batch, keras=keras_path,
+                  client_input=None if client_input is None else _client_input(client_input),
+                  custom_objects=custom_objects, unsafe_keras=unsafe_keras, atol=atol, rtol=rtol)
+    if single:
+        report = kdiag.replay(items[0], model, **kwargs)
+    else:
+        report = _replay_with_progress(items, model, kwargs, quiet=fmt == "json")
+    results = list(report.results)
     if out is not None:
         _write_results(out, results)
     if fmt == "json":
-        emit_json(results[0].to_json() if single else
-                  {"results": [r.to_json() for r in results],
-                   "accepted": sum(r.accepted for r in results),
-                   "rejected": sum(not r.accepted for r in results)})
+        emit_json(report.to_dict() if single else batch_document(results))
     else:
         con = console()
         if single:
@@ -133,17 +136,16 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     exit_with(1 if differs or any(not r.accepted for r in results) else 0)
 
 
-def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
+def _replay_with_progress(items, model: str, kwargs: dict, quiet: bool):
     from rich.progress import Progress
 
-    from kdiag.replays.replay import replay_many
+    import kdiag
 
     if quiet or len(items) < 200:
-        return replay_many(endpoint, items, max_batch=max_batch)
+        return kdiag.replay(items, model, **kwargs)
     with Progress(transient=True, console=None) as bar:
         task = bar.add_task("replaying", total=len(items))
-        return replay_many(endpoint, items, max_batch=max_batch,
-                           progress=lambda n: bar.advance(task, n))
+        return kdiag.replay(items, model, progress=lambda n: bar.advance(task, n), **kwargs)
 
 
 def _client_input(value: str) -> object:
@@ -170,16 +172,17 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                     endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt) -> None:
     from rich.progress import Progress
 
-    from kdiag.commands.diff import _parse_when, render
+    from kdiag.commands._common import parse_when
     from kdiag.comparison import CompareConfig
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.capture_replay import replay_capture
-    from kdiag.report import console
+    from kdiag.report import console, render_comparison
+    from kdiag.results import SCHEMA_VERSION
 
     config = CompareConfig(atol=atol, rtol=rtol)
-    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=_parse_when(since, "--since"),
-                  until=_parse_when(until, "--until"),
+    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=parse_when(since, "--since"),
+                  until=parse_when(until, "--until"),
                   shard=parse_shard(shard) if shard else None, max_batch=max_batch,
                   config=config)
     with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
@@ -193,11 +196,11 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                                         progress=lambda n: bar.advance(task, n), **kwargs)
     failed = not result.comparison.ok
     if fmt == "json":
-        emit_json(result.to_json())
+        emit_json({"schema_version": SCHEMA_VERSION, **result.to_json()})
     else:
         con = console()
         con.print(f"{result.records} captured records: {result.replayed_ok} replayed locally, "
                   f"{result.rejected_locally} rejected by the local path; A = captured "
                   "endpoint output, B = local replay")
-        render(result.comparison, con, failed=failed)
+        render_comparison(result.comparison, con, failed=failed)
     exit_with(1 if failed else 0)

@@ -9,13 +9,11 @@ offered after it has itself been validated as accepted.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from kdiag.diagnosis.families import NO_PAYLOAD_CODES, family_finding
+from kdiag.diagnosis.families import family_finding
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, format_shape
-from kdiag.payloads.recover import NoFix, Recovered, fix_b64_in_place, recover
 
 if TYPE_CHECKING:
     from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
@@ -29,7 +27,7 @@ def _f(code: str, message: str, fix: str, severity: str = "error") -> Finding:
 
 
 # (pattern on TF Serving's message, code, plain-words cause, fix); first match wins.
-_TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
+TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
     (re.compile(r"Type: String is not of expected type: (float|double|u?int\d*|int)"), "KD301",
      "Numbers were sent as strings (\"1.5\" instead of 1.5): TF Serving takes only JSON numbers "
      "for a numeric input.",
@@ -188,17 +186,10 @@ def _wrapper_key_rule(res: ValidationResult, req: Request, sig: Signature) -> Fi
     return None
 
 
-# A graph check for a fixed payload: None when the model answers it, else why not.
-GraphCheck = Callable[["Request"], "str | None"]
-
-
 def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
-             opts: ValidateOptions, sig: Signature | None, *, propose_fix: bool = True,
-             run_graph: GraphCheck | None = None) -> None:
-    """Add root-cause findings to `res` and, when it was rejected, a verified fixed payload.
-
-    `run_graph` (replay, with the model at hand) runs the fixed payload through the model too:
-    a fix is offered only when every stage it can reach passes."""
+             opts: ValidateOptions, sig: Signature | None) -> None:
+    """Add root-cause findings to `res` (a rejected payload). The verified fixed payload is
+    kdiag.diagnosis.validation.propose_fix's: it validates the proposal, so it lives there."""
     if sig is None or res.accepted:
         return
     roots: list[Finding] = []
@@ -223,7 +214,7 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         if special:
             roots.append(special)
         else:
-            for pattern, code, text, fix in _TFS_RULES:
+            for pattern, code, text, fix in TFS_RULES:
                 if pattern.search(message):
                     roots.append(_f(code, text, fix))
                     break
@@ -231,97 +222,3 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         roots += _shape_rules(res, req, sig)
     known = {f.code for f in res.findings}
     res.findings = [f for f in roots if f.code not in known] + res.findings
-    if propose_fix and family is not None and family.code in NO_PAYLOAD_CODES:
-        res.findings.append(Finding(
-            "KD900", "info", res.stage or "container",
-            "No corrected payload: no payload can work for this model as exported (the "
-            f"preprocessing is outside the graph, see {family.code}); change the client's "
-            "preprocessing or the export as the snippet shows.", ""))
-    elif propose_fix:
-        _propose_fix(res, req, signatures, opts, sig, run_graph)
-
-
-def _round_floats(rec) -> None:
-    """Field notes §9: a JSON float costs ~20 bytes; 3 decimals keep most models' accuracy and
-    cut a body to about a third. The model is untouched; the user decides if 1e-3 is enough."""
-    import numpy as np
-
-    rounded = False
-    for name, arr in rec.tensors.items():
-        if arr.dtype.kind == "f":
-            rec.tensors[name] = np.round(arr, 3).astype(arr.dtype)
-            rounded = True
-    if not rounded:
-        raise NoFix("the body is too large and holds no floats to round; send less data per "
-                    "request, b64 image bytes, or use async inference")
-    rec.steps.append("rounded floats to 3 decimals to fit the size limit (check the model "
-                     "tolerates it)")
-
-
-def _fixed_body(rec: Recovered, req: Request, sig: Signature) -> tuple[str, str]:
-    """(Content-Type, body) for recovered tensors: CSV stays CSV when it can carry them."""
-    from kdiag.payloads.build import csv_allowed, csv_request, tfs_request
-
-    if rec.body is not None:
-        return req.content_type or "application/json", rec.body
-    if (req.content_type or "").split(";")[0].strip().lower() == "text/csv" and \
-            csv_allowed(sig)[0] and sig.name == "serving_default":
-        try:
-            return "text/csv", csv_request(rec.tensors, sig)
-        except Exception:  # noqa: BLE001 - values CSV cannot carry: fall back to JSON
-            pass
-    if req.content_type != "application/json":
-        rec.steps.insert(0, "Content-Type application/json (was "
-                         + (repr(req.content_type) if req.content_type else "none") + ")")
-    return "application/json", tfs_request(
-        rec.tensors, sig, columnar=rec.columnar, b64=rec.b64,
-        signature_name=None if sig.name == "serving_default" else sig.name)
-
-
-def _candidates(req: Request, sig: Signature, too_large: bool):
-    """Recoveries to try, least invasive first: an in-place b64 repair, then the tensors."""
-    text = req.body_bytes.decode("utf-8")
-    if not too_large:
-        fixed = fix_b64_in_place(text)
-        if fixed is not None:
-            yield fixed
-    rec = recover(req.body_bytes, req.content_type, sig)
-    if too_large:
-        _round_floats(rec)
-    yield rec
-
-
-def _propose_fix(res: ValidationResult, req: Request, signatures: list[Signature],
-                 opts: ValidateOptions, sig: Signature, run_graph: GraphCheck | None = None
-                 ) -> None:
-    from kdiag.diagnosis.validation import validate
-    from kdiag.path.generations import Request as Req
-
-    too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
-    why = ""
-    try:
-        for rec in _candidates(req, sig, too_large):
-            content_type, body = _fixed_body(rec, req, sig)
-            fixed_req = Req(body=body.encode("utf-8"), content_type=content_type,
-                            accept=req.accept, custom_attributes=req.custom_attributes)
-            check = validate(fixed_req, signatures, opts, propose_fix=False)
-            if not check.accepted:
-                why = f"the rewritten request is still rejected ({check.status} at {check.stage})"
-                continue
-            verified = ["container", "tfs-parse", "signature"]
-            if run_graph is not None:
-                failed = run_graph(fixed_req)
-                if failed:
-                    why = f"the model fails on the rewritten request: {failed}"
-                    continue
-                verified.append("graph")
-            res.fixed_payload = {"content_type": content_type, "body": body,
-                                 "changes": rec.steps, "verified": verified}
-            return
-    except (NoFix, UnicodeDecodeError) as e:
-        why = str(e)
-    except Exception as e:  # the builder refuses values it cannot write (KdiagError)  # noqa: BLE001
-        why = str(e).rstrip(".")
-    if why:
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {why}.", ""))

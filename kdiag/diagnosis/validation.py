@@ -8,11 +8,14 @@ error text are the real ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdiag.diagnosis.diagnose import diagnose
+from kdiag.diagnosis.families import NO_PAYLOAD_CODES
 from kdiag.diagnosis.findings import Finding
+from kdiag.errors import KdiagError
 from kdiag.model.signature import Signature, format_shape, pick_signature
 from kdiag.path.container import Request, generation_for
 from kdiag.path.request_path import RequestPath, caller_view, tensor_summary
@@ -20,6 +23,8 @@ from kdiag.path.runtime import validation_error
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
 from kdiag.path.wire import check_wire
+from kdiag.payloads.build import csv_allowed, csv_request, tfs_request
+from kdiag.payloads.recover import NoFix, Recovered, fix_b64_in_place, recover
 
 
 @dataclass
@@ -72,7 +77,10 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
     res = _walk(req, signatures, opts)
     res.name = name
     sig = pick_signature(signatures, opts.signature_name) if signatures else None
-    diagnose(res, req, signatures, opts, sig, propose_fix=propose_fix)
+    if sig is not None and not res.accepted:
+        diagnose(res, req, signatures, opts, sig)
+        if propose_fix:
+            attach_fixed_payload(res, req, signatures, opts, sig)
     return res
 
 
@@ -128,3 +136,98 @@ def one_line(res: ValidationResult) -> str:
                  and f.code[2] in "1234"), None)
     return f"rejected ({res.status}) at {res.stage}: " + (
         head.message if head else excerpt(res.error or "", 160))
+
+
+def _round_floats(rec) -> None:
+    """Field notes §9: a JSON float costs ~20 bytes; 3 decimals keep most models' accuracy and
+    cut a body to about a third. The model is untouched; the user decides if 1e-3 is enough."""
+    import numpy as np
+
+    rounded = False
+    for name, arr in rec.tensors.items():
+        if arr.dtype.kind == "f":
+            rec.tensors[name] = np.round(arr, 3).astype(arr.dtype)
+            rounded = True
+    if not rounded:
+        raise NoFix("the body is too large and holds no floats to round; send less data per "
+                    "request, b64 image bytes, or use async inference")
+    rec.steps.append("rounded floats to 3 decimals to fit the size limit (check the model "
+                     "tolerates it)")
+
+
+# A graph check for a fixed payload: None when the model answers it, else why not.
+GraphCheck = Callable[[Request], "str | None"]
+
+
+def _fixed_body(rec: Recovered, req: Request, sig: Signature) -> tuple[str, str]:
+    """(Content-Type, body) for recovered tensors: CSV stays CSV when it can carry them."""
+    if rec.body is not None:
+        return req.content_type or "application/json", rec.body
+    if (req.content_type or "").split(";")[0].strip().lower() == "text/csv" and \
+            csv_allowed(sig)[0] and sig.name == "serving_default":
+        try:
+            return "text/csv", csv_request(rec.tensors, sig)
+        except KdiagError:  # values CSV cannot carry (NaN): fall back to JSON
+            pass
+    if req.content_type != "application/json":
+        rec.steps.insert(0, "Content-Type application/json (was "
+                         + (repr(req.content_type) if req.content_type else "none") + ")")
+    return "application/json", tfs_request(
+        rec.tensors, sig, columnar=rec.columnar, b64=rec.b64,
+        signature_name=None if sig.name == "serving_default" else sig.name)
+
+
+def _candidates(req: Request, sig: Signature, too_large: bool) -> Iterator[Recovered]:
+    """Recoveries to try, least invasive first: an in-place b64 repair, then the tensors."""
+    if not too_large:
+        fixed = fix_b64_in_place(req.body_bytes.decode("utf-8"))
+        if fixed is not None:
+            yield fixed
+    rec = recover(req.body_bytes, req.content_type, sig)
+    if too_large:
+        _round_floats(rec)
+    yield rec
+
+
+def attach_fixed_payload(res: ValidationResult, req: Request, signatures: list[Signature],
+                         opts: ValidateOptions, sig: Signature, *,
+                         run_graph: GraphCheck | None = None) -> None:
+    """Recover the tensors the sender meant and propose the body that carries them, only when
+    validating that body says the endpoint accepts it (so a proposal is never a guess), and,
+    with `run_graph` (replay, the model at hand), only when the model answers it too."""
+    no_payload = next((f.code for f in res.findings if f.code in NO_PAYLOAD_CODES), None)
+    if no_payload:
+        res.findings.append(Finding(
+            "KD900", "info", res.stage or "container",
+            "No corrected payload: no payload can work for this model as exported (the "
+            f"preprocessing is outside the graph, see {no_payload}); change the client's "
+            "preprocessing or the export as the snippet shows.", ""))
+        return
+    too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
+    why = ""
+    try:
+        for rec in _candidates(req, sig, too_large):
+            content_type, body = _fixed_body(rec, req, sig)
+            fixed_req = Request(body=body.encode("utf-8"), content_type=content_type,
+                                accept=req.accept, custom_attributes=req.custom_attributes)
+            check = validate(fixed_req, signatures, opts, propose_fix=False)
+            if not check.accepted:
+                why = f"the rewritten request is still rejected ({check.status} at {check.stage})"
+                continue
+            verified = ["container", "tfs-parse", "signature"]
+            if run_graph is not None:
+                failed = run_graph(fixed_req)
+                if failed:
+                    why = f"the model fails on the rewritten request: {failed}"
+                    continue
+                verified.append("graph")
+            res.fixed_payload = {"content_type": content_type, "body": body,
+                                 "changes": rec.steps, "verified": verified}
+            return
+    except (NoFix, UnicodeDecodeError) as e:
+        why = str(e)
+    except Exception as e:  # the builder refuses values it cannot write (KdiagError)
+        why = str(e).rstrip(".")
+    if why:
+        res.findings.append(Finding("KD900", "info", res.stage or "container",
+                                    f"No corrected payload: {why}.", ""))

@@ -445,14 +445,14 @@ def _send(res: ProbeResult, opts: ProbeOptions, clients: AwsClients, endpoint_na
 def diagnose_message(message: str) -> list[Finding]:
     """The diagnosis rules (TF Serving's parse messages, known graph failures) on a live error
     text: the root cause in plain words, as `kdiag validate` would name it."""
-    from kdiag.diagnosis.diagnose import _TFS_RULES
     from kdiag.diagnosis.diagnose import STAGE as DSTAGE
-    from kdiag.replays.replay import _MODEL_RULES
+    from kdiag.diagnosis.diagnose import TFS_RULES
+    from kdiag.replays.replay import MODEL_RULES
 
-    for pattern, code, text, fix in _TFS_RULES:
+    for pattern, code, text, fix in TFS_RULES:
         if pattern.search(message):
             return [Finding(code, "error", DSTAGE[code[2]], text, fix)]
-    for needle, code, text, fix in _MODEL_RULES:
+    for needle, code, text, fix in MODEL_RULES:
         if needle in message:
             return [Finding(code, "error", "model", text, fix)]
     return []
@@ -629,11 +629,14 @@ def _replay(res: ProbeResult, opts: ProbeOptions, model: str, fv: str | None,
                                "with a local replay.", "pip install tensorflow"))
         return
     from kdiag.comparison import CompareConfig, compare_outputs
+    from kdiag.model.graph_trust import UntrustedGraph
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.replay import decode_response, replay_one
 
     try:
         endpoint = LocalEndpoint(model, framework_version=fv, model_name=model_name)
+    except UntrustedGraph:
+        raise  # running the model is the user's call (--trust-model): exit 2, not a finding
     except KdiagError as e:
         res.findings.append(_f("KD822", "warning", f"No local replay: {e}"))
         return
