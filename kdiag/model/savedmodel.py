@@ -12,6 +12,7 @@ from pathlib import Path
 from kdiag.errors import KdiagError
 from kdiag.limits import Limits
 from kdiag.model.graph_trust import FileOp, scan_graph
+from kdiag.model.graphdef import GraphNode, read_library, read_node
 from kdiag.model.protobuf import (
     ProtobufError,
     as_bytes,
@@ -143,31 +144,6 @@ def _op_names(op_list: memoryview) -> set[str]:
 _EXAMPLE_DTYPES = {"float32": "float32", "int64": "int64", "string": "string"}
 
 
-@dataclass
-class _Node:
-    name: str
-    op: str
-    inputs: list[str]
-    attrs: dict[str, memoryview]
-
-
-def _node(buf: memoryview) -> _Node:
-    name = op = ""
-    inputs: list[str] = []
-    attrs: dict[str, memoryview] = {}
-    for f, _, v in iter_fields(buf):
-        if f == 1:
-            name = as_str(v)
-        elif f == 2:
-            op = as_str(v)
-        elif f == 3:
-            inputs.append(as_str(v))
-        elif f == 5:
-            k, av = _map_entry(as_bytes(v))
-            attrs[k] = av
-    return _Node(name, op, inputs, attrs)
-
-
 def _varints(f_wire: int, v: int | memoryview) -> list[int]:
     """A repeated int field: one varint, or several packed into a length-delimited field."""
     if f_wire == 0:
@@ -202,7 +178,7 @@ def _attr_int(av: memoryview, field_no: int) -> int | None:
     return None
 
 
-def _const_tensor(node: _Node | None) -> tuple[list[str], tuple[int, ...] | None]:
+def _const_tensor(node: GraphNode | None) -> tuple[list[str], tuple[int, ...] | None]:
     """A Const node's string values and shape (the parse op's keys and defaults are Consts)."""
     if node is None or node.op != "Const" or "value" not in node.attrs:
         return [], None
@@ -218,8 +194,8 @@ def _const_tensor(node: _Node | None) -> tuple[list[str], tuple[int, ...] | None
     return values, shape
 
 
-def _parse_op_features(node: _Node, scope: dict[str, _Node]) -> list[ExampleFeature]:
-    def src(i: int) -> _Node | None:
+def _parse_op_features(node: GraphNode, scope: dict[str, GraphNode]) -> list[ExampleFeature]:
+    def src(i: int) -> GraphNode | None:
         return scope.get(node.inputs[i].split(":")[0].lstrip("^")) if i < len(node.inputs) \
             else None
 
@@ -263,18 +239,13 @@ def example_features(graph_def: memoryview) -> tuple[ExampleFeature, ...]:
 
     Estimator-era and tf.Module exports parse serialized Examples inside the graph; the feature
     names are the parse op's constant inputs, not signature inputs (field-notes §4)."""
-    scopes: list[list[memoryview]] = [[]]
-    for f, _, v in iter_fields(graph_def):
-        if f == 1:
-            scopes[0].append(as_bytes(v))
-        elif f == 2:
-            for lf, _, lv in iter_fields(as_bytes(v)):
-                if lf == 1 and b"ParseExample" in bytes(as_bytes(lv)) or \
-                        lf == 1 and b"ParseSingleExample" in bytes(as_bytes(lv)):
-                    scopes.append([as_bytes(nv) for nf, _, nv in iter_fields(as_bytes(lv))
-                                   if nf == 3])
-    for raw_nodes in scopes:
-        nodes = [_node(n) for n in raw_nodes]
+    scopes: list[list[GraphNode]] = [[]]
+    for f, w, v in iter_fields(graph_def):
+        if f == 1 and w == 2:
+            scopes[0].append(read_node(as_bytes(v)))
+        elif f == 2 and w == 2:
+            scopes += list(read_library(as_bytes(v)).values())
+    for nodes in scopes:
         scope = {n.name: n for n in nodes}
         for n in nodes:
             if n.op in EXAMPLE_PARSE_OPS:
@@ -326,7 +297,10 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
         file_ops = scan_graph(graph_def, roots)
     features: tuple[ExampleFeature, ...] = ()
     if graph_def is not None and ops & set(EXAMPLE_PARSE_OPS):
-        features = example_features(graph_def)
+        try:
+            features = example_features(graph_def)
+        except ProtobufError:  # an unreadable parser spec only costs the tf.Example fix
+            features = ()
     sigs.sort(key=lambda s: (s.name != "serving_default", s.name))
     return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops,
                      file_ops=file_ops, example_features=features)
