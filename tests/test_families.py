@@ -402,3 +402,44 @@ def test_the_family_and_its_fix_do_not_depend_on_whitespace(model, body):
     compact = run(model, json.dumps(body, separators=(",", ":")))
     assert root(spaced).code == root(compact).code
     assert spaced.fixed_payload == compact.fixed_payload
+
+
+@pytest.mark.tf
+def test_the_example_spec_is_read_from_v2_and_v1_parse_ops_with_defaults_and_sparse(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    from kdiag.model.savedmodel import read_saved_model
+
+    class V2(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            feats = tf.io.parse_example(examples, {
+                "age": tf.io.FixedLenFeature([1], tf.float32),
+                "n": tf.io.FixedLenFeature([2], tf.int64, default_value=[0, 0]),
+                "tags": tf.io.VarLenFeature(tf.string)})
+            return {"y": feats["age"]}
+
+    class V1(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            out = tf.raw_ops.ParseExample(
+                serialized=examples, names=tf.constant([], tf.string),
+                sparse_keys=[tf.constant("ids")], dense_keys=[tf.constant("w")],
+                dense_defaults=[tf.constant([], tf.float32)], sparse_types=[tf.int64],
+                dense_shapes=[[3]])
+            return {"y": out.dense_values[0]}
+
+    for cls in (V2, V1):
+        m = cls()
+        tf.saved_model.save(m, str(tmp_path / cls.__name__),
+                            signatures={"serving_default": m.serve})
+    def serving_default(name):
+        return next(s for s in read_saved_model(tmp_path / name).serving().signatures
+                    if s.name == "serving_default")
+
+    v2 = serving_default("V2")
+    assert v2.example_features == (ExampleFeature("age", "float32", (1,)),
+                                   ExampleFeature("n", "int64", (2,), required=False),
+                                   ExampleFeature("tags", "string", None, required=False))
+    v1 = serving_default("V1")
+    assert v1.example_features == (ExampleFeature("w", "float32", (3,)),
+                                   ExampleFeature("ids", "int64", None, required=False))

@@ -224,8 +224,11 @@ def _parse_op_features(node: GraphNode, scope: dict[str, GraphNode]) -> list[Exa
     for i, key in enumerate(dense_keys):
         dtype = tdense[i] if i < len(tdense) else ""
         shape = shapes[i] if i < len(shapes) else None
-        _, dshape = _const_tensor(src(first_default + i))
-        empty_default = dshape is None or (len(dshape) > 0 and 0 in dshape)
+        # No default is an empty Const; a default is a non-empty Const or computed (Reshape).
+        default = src(first_default + i)
+        _, dshape = _const_tensor(default)
+        empty_default = default is not None and default.op == "Const" and \
+            dshape is not None and 0 in dshape
         out.append(ExampleFeature(key, _EXAMPLE_DTYPES.get(dtype, dtype), shape,
                                   required=empty_default))
     for keys, types in ((sparse_keys, sparse_types), (ragged_keys, ragged_types)):
