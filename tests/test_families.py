@@ -443,3 +443,10 @@ def test_the_example_spec_is_read_from_v2_and_v1_parse_ops_with_defaults_and_spa
     v1 = serving_default("V1")
     assert v1.example_features == (ExampleFeature("w", "float32", (3,)),
                                    ExampleFeature("ids", "int64", None, required=False))
+
+
+def test_inspect_names_the_features_the_example_parser_reads():
+    from kdiag.model.artifact import read_model
+
+    kd022 = [f for f in read_model(MODELS / "example_parser/1").findings if f.code == "KD022"]
+    assert "The parser reads age (float32 [1]), income (float32 [1])" in kd022[0].message
