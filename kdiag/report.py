@@ -230,6 +230,9 @@ def render_validation(res, con: Console) -> None:
         body = res.fixed_payload["body"]
         con.print(escape(body if len(body) <= EXAMPLE_LIMIT else body[:EXAMPLE_LIMIT] + "…"),
                   soft_wrap=True)
+        verified = res.fixed_payload.get("verified")
+        if verified:
+            con.print("[dim]checked by kdiag: passes " + ", ".join(verified) + "[/dim]")
 
 
 def render_validation_batch(results: list, con: Console) -> None:

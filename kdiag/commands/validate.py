@@ -21,7 +21,7 @@ Examples:
 
 \b
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
-findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes},
+findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes, verified},
 stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
 Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or unreadable input.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from kdiag.diagnosis.families import family_finding
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, format_shape
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
     from kdiag.path.generations import Request
 
-STAGE = {"3": "tfs-parse", "4": "signature", "2": "container", "1": "wire"}
+STAGE = {"3": "tfs-parse", "4": "signature", "2": "container", "1": "wire", "5": "model"}
 
 
 def _f(code: str, message: str, fix: str, severity: str = "error") -> Finding:
@@ -167,13 +168,16 @@ def _csv_header_rule(req: Request) -> Finding | None:
         return _f("KD313",
                   "The CSV body starts with a header row: the container converts every line, "
                   "the header too, into an instance, and the names arrive as strings.",
-                  "Send the rows without a header (DataFrame.to_csv(header=False, index=False)).")
+                  "Drop the header row and keep text/csv: "
+                  "DataFrame.to_csv(header=False, index=False).")
     return None
 
 
 def _wrapper_key_rule(res: ValidationResult, req: Request, sig: Signature) -> Finding | None:
     """{"data": [...]} or {"input_data": ...}: a top-level key TF Serving does not know."""
-    if res.tfs_request is None or not res.tfs_request.startswith('{"instances":[{'):
+    # Only when the container really wrapped the body (KD203), not when the client's own
+    # compact {"instances":[{...}]} happens to read the same.
+    if res.tfs_request is None or not any(f.code == "KD203" for f in res.findings):
         return None
     text = req.body_bytes.decode("utf-8", "replace").lstrip()
     m = re.match(r'\{\s*"([^"]+)"\s*:', text)
@@ -194,6 +198,12 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         return
     roots: list[Finding] = []
     message = res.error or ""
+    # The body-shape rules that read the text itself come first; then the failure families.
+    special = (_json_string_rule(res, req) or _csv_header_rule(req) or
+               _wrapper_key_rule(res, req, sig)) if res.stage == "tfs-parse" else None
+    family = None if special else family_finding(res, req, sig)
+    if family is not None:
+        roots.append(family)
     if res.stage == "container" and res.status == 415 and opts.misplaced_code:
         # field-notes §1: the 415 names the content type, but the cause is the artifact.
         roots.append(_f("KD231",
@@ -202,9 +212,9 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
                         "root), so content types only your handler understands are refused.",
                         "Put code/ at the top level of model.tar.gz: tar -czf model.tar.gz 1 "
                         "code"))
-    if res.stage == "tfs-parse":
-        special = _json_string_rule(res, req) or _csv_header_rule(req) or \
-            _wrapper_key_rule(res, req, sig)
+    if family is not None:
+        pass
+    elif res.stage == "tfs-parse":
         if special:
             roots.append(special)
         else:

@@ -8,11 +8,14 @@ error text are the real ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdiag.diagnosis.diagnose import diagnose
+from kdiag.diagnosis.families import NO_PAYLOAD_CODES
 from kdiag.diagnosis.findings import Finding
+from kdiag.errors import KdiagError
 from kdiag.model.signature import Signature, format_shape, pick_signature
 from kdiag.path.container import Request, generation_for
 from kdiag.path.request_path import RequestPath, caller_view, tensor_summary
@@ -20,8 +23,8 @@ from kdiag.path.runtime import validation_error
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
 from kdiag.path.wire import BODY_LIMITS, body_too_large, check_wire
-from kdiag.payloads.build import tfs_request
-from kdiag.payloads.recover import NoFix, recover
+from kdiag.payloads.build import csv_allowed, csv_request, tfs_request
+from kdiag.payloads.recover import NoFix, Recovered, fix_b64_in_place, recover
 
 
 @dataclass
@@ -196,31 +199,79 @@ def _round_floats(rec) -> None:
                      "tolerates it)")
 
 
+# A graph check for a fixed payload: None when the model answers it, else why not.
+GraphCheck = Callable[[Request], "str | None"]
+
+
+def _fixed_body(rec: Recovered, req: Request, sig: Signature) -> tuple[str, str]:
+    """(Content-Type, body) for recovered tensors: CSV stays CSV when it can carry them."""
+    if rec.body is not None:
+        return req.content_type or "application/json", rec.body
+    if (req.content_type or "").split(";")[0].strip().lower() == "text/csv" and \
+            csv_allowed(sig)[0] and sig.name == "serving_default":
+        try:
+            return "text/csv", csv_request(rec.tensors, sig)
+        except KdiagError:  # values CSV cannot carry (NaN): fall back to JSON
+            pass
+    if req.content_type != "application/json":
+        rec.steps.insert(0, "Content-Type application/json (was "
+                         + (repr(req.content_type) if req.content_type else "none") + ")")
+    return "application/json", tfs_request(
+        rec.tensors, sig, columnar=rec.columnar, b64=rec.b64,
+        signature_name=None if sig.name == "serving_default" else sig.name)
+
+
+def _candidates(req: Request, sig: Signature, too_large: bool) -> Iterator[Recovered]:
+    """Recoveries to try, least invasive first: an in-place b64 repair, then the tensors."""
+    if not too_large:
+        fixed = fix_b64_in_place(req.body_bytes.decode("utf-8"))
+        if fixed is not None:
+            yield fixed
+    rec = recover(req.body_bytes, req.content_type, sig)
+    if too_large:
+        _round_floats(rec)
+    yield rec
+
+
 def attach_fixed_payload(res: ValidationResult, req: Request, signatures: list[Signature],
-                         opts: ValidateOptions, sig: Signature) -> None:
+                         opts: ValidateOptions, sig: Signature, *,
+                         run_graph: GraphCheck | None = None) -> None:
     """Recover the tensors the sender meant and propose the body that carries them, only when
-    validating that body says the endpoint accepts it (so a proposal is never a guess)."""
+    validating that body says the endpoint accepts it (so a proposal is never a guess), and,
+    with `run_graph` (replay, the model at hand), only when the model answers it too."""
+    no_payload = next((f.code for f in res.findings if f.code in NO_PAYLOAD_CODES), None)
+    if no_payload:
+        res.findings.append(Finding(
+            "KD900", "info", res.stage or "container",
+            "No corrected payload: no payload can work for this model as exported (the "
+            f"preprocessing is outside the graph, see {no_payload}); change the client's "
+            "preprocessing or the export as the snippet shows.", ""))
+        return
     too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
+    why = ""
     try:
-        rec = recover(req.body_bytes, req.content_type, sig)
-        if too_large:
-            _round_floats(rec)
-        if req.content_type != "application/json":
-            rec.steps.insert(0, "Content-Type application/json (was "
-                             + (repr(req.content_type) if req.content_type else "none") + ")")
-        body = tfs_request(rec.tensors, sig,
-                           signature_name=None if sig.name == "serving_default" else sig.name)
+        for rec in _candidates(req, sig, too_large):
+            content_type, body = _fixed_body(rec, req, sig)
+            fixed_req = Request(body=body.encode("utf-8"), content_type=content_type,
+                                accept=req.accept, custom_attributes=req.custom_attributes)
+            check = validate(fixed_req, signatures, opts, propose_fix=False)
+            if not check.accepted:
+                why = f"the rewritten request is still rejected ({check.status} at {check.stage})"
+                continue
+            verified = ["container", "tfs-parse", "signature"]
+            if run_graph is not None:
+                failed = run_graph(fixed_req)
+                if failed:
+                    why = f"the model fails on the rewritten request: {failed}"
+                    continue
+                verified.append("graph")
+            res.fixed_payload = {"content_type": content_type, "body": body,
+                                 "changes": rec.steps, "verified": verified}
+            return
     except (NoFix, UnicodeDecodeError) as e:
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}.", ""))
-        return
+        why = str(e)
     except Exception as e:  # the builder refuses values it cannot write (KdiagError)
+        why = str(e).rstrip(".")
+    if why:
         res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}", ""))
-        return
-    fixed_req = Request(body=body.encode("utf-8"), content_type="application/json",
-                        accept=req.accept, custom_attributes=req.custom_attributes)
-    check = validate(fixed_req, signatures, opts, propose_fix=False)
-    if check.accepted:
-        res.fixed_payload = {"content_type": "application/json", "body": body,
-                             "changes": rec.steps}
+                                    f"No corrected payload: {why}.", ""))

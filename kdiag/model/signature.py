@@ -106,6 +106,19 @@ def format_shape(shape: tuple[int, ...] | None) -> str:
 
 
 @dataclass(frozen=True)
+class ExampleFeature:
+    """One feature a tf.Example parser in the graph reads (tf.io.parse_example's spec).
+
+    `shape` None: a variable-length (sparse or ragged) feature; `required`: a fixed-length
+    feature without a default, which every Example must hold."""
+
+    key: str
+    dtype: str  # float32 | int64 | string: the three value lists a tf.train.Feature can hold
+    shape: tuple[int, ...] | None
+    required: bool = True
+
+
+@dataclass(frozen=True)
 class Signature:
     name: str
     method_name: str
@@ -113,6 +126,8 @@ class Signature:
     outputs: dict[str, TensorSpec]
     # Graph facts found while reading the artifact (e.g. "decodes images", "parses tf.Example").
     notes: tuple[str, ...] = field(default=(), compare=False)
+    # The features a ParseExample op behind the single string input reads, read from the graph.
+    example_features: tuple[ExampleFeature, ...] = field(default=(), compare=False)
 
     @property
     def is_predict(self) -> bool:
