@@ -69,19 +69,30 @@ def sample(model_or_signature: Any, *, content_type: str = "application/json", n
     return out
 
 
+def _multi_model_name(model_name: str | None, target_model: str | None) -> str | None:
+    """The name a TargetModel is loaded under on a multi-model endpoint (--model-name wins)."""
+    if target_model is None or model_name is not None:
+        return model_name
+    from kdiag.serve.multi_model import target_model_name
+
+    return target_model_name(target_model)
+
+
 def validate(payload: Any, model_or_signature: Any, *, content_type: str | None = None,
              framework_version: str | None = None, serializer: Any = None,
              deserializer: Any = None, accept: str | None = None,
              custom_attributes: str | None = None, via: str = "container", code: str | Path | None = None,
              signature_name: str | None = None, model_name: str | None = None,
-             endpoint_kind: str = "realtime", name: str | None = None) -> Diagnosis:
+             endpoint_kind: str = "realtime", name: str | None = None,
+             target_model: str | None = None) -> Diagnosis:
     """What the endpoint answers to `payload`, stage by stage, without the model and without
     TensorFlow: the status and error text, the root cause, and a corrected payload.
 
     `model_or_signature`: a model path, a signature JSON file, a ModelReport, a Signature (or a
     list of them), or a kdiag.model.target.Target. `serializer`: the SageMaker SDK serializer
     the client uses (predictor.serializer), so the body checked is the body it sends;
-    `deserializer` (predictor.deserializer) sets Accept as the SDK does, from its ACCEPT."""
+    `deserializer` (predictor.deserializer) sets Accept as the SDK does, from its ACCEPT.
+    `target_model`: sent as invoke_endpoint(TargetModel=...) to a multi-model endpoint."""
     from kdiag.diagnosis.validation import ValidateOptions
     from kdiag.diagnosis.validation import validate as validate_request
     from kdiag.model.signature import pick_signature
@@ -89,6 +100,7 @@ def validate(payload: Any, model_or_signature: Any, *, content_type: str | None 
     from kdiag.payloads.adapt import to_body
 
     code_dir = _path(code)
+    model_name = _multi_model_name(model_name, target_model)
     target = _target(model_or_signature, signature_name=signature_name,
                      model_name=model_name, code_dir=code_dir)
     body = to_body(payload, content_type=content_type, serializer=serializer, name=name)
@@ -97,7 +109,8 @@ def validate(payload: Any, model_or_signature: Any, *, content_type: str | None 
                            model_name=target.model_name, versions=target.versions,
                            has_requirements=target.has_requirements, has_lib=target.has_lib,
                            misplaced_code=target.misplaced_code,
-                           artifact_findings=target.findings)
+                           artifact_findings=target.findings,
+                           multi_model=target_model is not None)
     req = Request(body=body.body, content_type=body.content_type,
                   accept=accept or accept_of(deserializer), custom_attributes=custom_attributes)
     res = validate_request(req, target.signatures, opts, name=body.name)
@@ -112,13 +125,16 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
            max_batch: int = 256, progress: Callable[[int], None] | None = None,
            keras: str | Path | None = None, client_input: Any = None,
            custom_objects: str | Path | None = None, unsafe_keras: bool = False,
-           atol: float = 1e-5, rtol: float = 1e-5) -> Replay:
+           trust_model: bool | None = None, atol: float = 1e-5,
+           rtol: float = 1e-5, target_model: str | None = None) -> Replay:
     """Payloads through the real model exactly as the endpoint runs them (needs TensorFlow).
 
     A list or tuple is several payloads (replayed in stacked model calls); anything else is one
     payload (to replay a Python list as one JSON body, pass it as text or an array). `model` is
     a model path, or a LocalEndpoint you opened (kept open). With `keras` and `client_input`,
-    the notebook's own predict() runs on client_input and is compared with the endpoint."""
+    the notebook's own predict() runs on client_input and is compared with the endpoint.
+    A model whose serving graph writes, deletes or lists files runs only with trust_model
+    (None: the process-wide setting, graph_trust.set_trust, which --trust-model sets)."""
     from kdiag.model.runner import require_tensorflow
     from kdiag.path.container import Request
     from kdiag.path.local_endpoint import LocalEndpoint
@@ -142,7 +158,9 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
                               custom_attributes=custom_attributes)))
     own = not isinstance(model, LocalEndpoint)
     endpoint = LocalEndpoint(model, framework_version=framework_version, code_dir=_path(code),
-                             model_name=model_name) if own else model
+                             model_name=_multi_model_name(model_name, target_model),
+                             multi_model=target_model is not None,
+                             trust_model=trust_model) if own else model
     try:
         if single:
             results = [replay_one(endpoint, items[0][1], items[0][0])]

@@ -41,13 +41,14 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         """Errors a person can cause end here, as one paragraph and exit code 2."""
         from kdiag.errors import KdiagError
+        from kdiag.redact import mask
 
         try:
             return super().invoke(ctx)
         except KdiagError as e:
             if (ctx.obj or {}).get("debug"):
                 raise
-            click.echo(f"kdiag: {e}", err=True)
+            click.echo(mask(f"kdiag: {e}"), err=True)
             ctx.exit(2)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -80,8 +81,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that every
+    `finally` and `with` block runs (temporary folders, half-written files) before exit 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+    import threading
+
     from kdiag.errors import KdiagError
+    from kdiag.redact import mask
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
@@ -92,24 +109,28 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as e:
+        e.message = mask(e.message)
         e.show()
         sys.exit(2 if e.exit_code in (1, 2) else e.exit_code)
     except KdiagError as e:
         if debug:  # the traceback as well, and the same exit code as without --debug
             traceback.print_exc()
-        click.echo(f"kdiag: {e}", err=True)
+        click.echo(mask(f"kdiag: {e}"), err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        sys.exit(143)
     except BrokenPipeError:
         sys.exit(0)
     except Exception as e:  # a bug in kdiag: still one paragraph, with a pointer to --debug
         if debug:
             traceback.print_exc()
-            click.echo(f"kdiag: internal error: {type(e).__name__}: {e}.", err=True)
+            click.echo(mask(f"kdiag: internal error: {type(e).__name__}: {e}."), err=True)
             sys.exit(2)
-        click.echo(f"kdiag: internal error: {type(e).__name__}: {e}. "
-                   "Run again with --debug for the traceback and report it.", err=True)
+        click.echo(mask(f"kdiag: internal error: {type(e).__name__}: {e}. "
+                        "Run again with --debug for the traceback and report it."), err=True)
         sys.exit(2)
     sys.exit(0)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, TensorSpec, format_shape
+from kdiag.redact import MaskingStream, mask
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,7 +29,9 @@ def console(stderr: bool = False) -> Console:
     # Rich reads COLUMNS itself; piped output without it gets 120 columns rather than 80,
     # so tables stay readable in CI logs.
     width = None if (os.environ.get("COLUMNS") or sys.stdout.isatty()) else 120
-    return Console(stderr=stderr, soft_wrap=False, highlight=False, width=width)
+    # Everything printed goes through kdiag.redact.mask: no secret reaches the terminal.
+    stream = MaskingStream(sys.stderr if stderr else sys.stdout)
+    return Console(file=stream, soft_wrap=False, highlight=False, width=width)  # type: ignore[arg-type]
 
 
 # ---- JSON -----------------------------------------------------------------------------------
@@ -241,25 +244,66 @@ def render_validation(res, con: Console) -> None:
         body = res.fixed_payload["body"]
         con.print(escape(body if len(body) <= EXAMPLE_LIMIT else body[:EXAMPLE_LIMIT] + "…"),
                   soft_wrap=True)
+        verified = res.fixed_payload.get("verified")
+        if verified:
+            con.print("[dim]checked by kdiag: passes " + ", ".join(verified) + "[/dim]")
 
 
 def render_validation_batch(results: list, con: Console) -> None:
-    from rich.table import Table
-
-    from kdiag.diagnosis.validation import one_line
-
-    t = Table(title="Payloads", title_justify="left")
-    t.add_column("payload", no_wrap=True)
-    t.add_column("status", no_wrap=True)
-    t.add_column("verdict")
+    printer = BatchPrinter("text", con)
     for r in results:
-        style = "green" if r.accepted else "red"
-        style = "green" if r.accepted and not r.root_cause else "red"
-        status = "?" if r.status is None else str(r.status)
-        t.add_row(escape(r.name or ""), f"[{style}]{status}[/]", escape(one_line(r)))
-    con.print(t)
-    ok = sum(r.accepted for r in results)
-    con.print(f"{ok} accepted, {len(results) - ok} rejected")
+        printer.add(r)
+    printer.close()
+
+
+class BatchPrinter:
+    """Writes the results of several payloads as they come (text rows, or the JSON document
+    {"results": [...], "accepted": n, "rejected": n} written piece by piece), keeping only the
+    counts: a million-line run holds one result at a time."""
+
+    def __init__(self, fmt: str, con: Console | None = None, *,
+                 schema_version: int | None = None) -> None:
+        self.fmt = fmt
+        self.schema = "" if schema_version is None else \
+            f'\n  "schema_version": {schema_version},'  # kdiag.results.SCHEMA_VERSION
+        self.con = con
+        self.accepted = 0
+        self.rejected = 0
+
+    def add(self, res) -> None:
+        import json
+
+        from kdiag.diagnosis.validation import one_line
+
+        first = self.accepted + self.rejected == 0
+        if res.accepted:
+            self.accepted += 1
+        else:
+            self.rejected += 1
+        if self.fmt == "json":
+            item = json.dumps(res.to_json(), indent=2, ensure_ascii=False)
+            item = "    " + item.replace("\n", "\n    ")
+            head = "{" + self.schema + '\n  "results": [\n'
+            sys.stdout.write((head if first else ",\n") + mask(item))
+            return
+        assert self.con is not None
+        if first:
+            self.con.print("[bold]Payloads[/bold]")
+        style = "green" if res.accepted and not getattr(res, "root_cause", None) else "red"
+        status = "?" if res.status is None else res.status
+        self.con.print(f"{escape(res.name or '')}  [{style}]{status}[/]  "
+                       f"{escape(one_line(res))}", soft_wrap=True)
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            head = ("{" + self.schema + '\n  "results": []'
+                    if self.accepted + self.rejected == 0 else "\n  ]")
+            sys.stdout.write(f'{head},\n  "accepted": {self.accepted},\n  '
+                             f'"rejected": {self.rejected}\n}}\n')
+            sys.stdout.flush()
+            return
+        assert self.con is not None
+        self.con.print(f"{self.accepted} accepted, {self.rejected} rejected")
 
 
 def render_replay(res, con: Console) -> None:

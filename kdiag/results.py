@@ -53,9 +53,15 @@ class _Rendered:
 
 
 def _root_cause(result: Any) -> Finding | None:
-    """The payload's one root cause (diagnose() names it; the other errors follow from it)."""
+    """The finding the diagnosis names as the root cause (`result.root_cause`, a code), else the
+    first error: diagnose() puts the root cause before the findings it explains."""
+    findings = result.findings
     code = getattr(result, "root_cause", None)
-    return next((f for f in result.findings if f.code == code), None) if code else None
+    if code:
+        named = next((f for f in findings if f.code == code), None)
+        if named is not None:
+            return named
+    return next((f for f in findings if f.severity == "error"), None)
 
 
 @dataclass(frozen=True)
@@ -137,12 +143,8 @@ class Diagnosis:
 
     @property
     def status(self) -> int | None:
-        """None when the graph decides (offline): see status_candidates."""
+        """The HTTP status the container answers; None when only the model can decide it."""
         return self.result.status
-
-    @property
-    def status_candidates(self) -> tuple[int, ...] | None:
-        return self.result.status_candidates
 
     @property
     def stage(self) -> str | None:

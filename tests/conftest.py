@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Conv2D aborts the whole process (MklConvOp CHECK). Tests that import TensorFlow themselves
 # must see the same setting, whichever test happens to import it first.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+# Every temporary folder kdiag makes is named kdiag-* (or .kdiag-*). The suite runs with its own
+# TMPDIR, so that folders other processes leave in the system temp dir are not counted, and fails
+# when any kdiag-* folder is left there at the end: a leak on some error path.
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="pytest-kdiag-session-"))
+os.environ["TMPDIR"] = str(_SESSION_TMP)
+tempfile.tempdir = None  # re-read TMPDIR
+
+
+def _leftovers() -> list[str]:
+    return sorted(p.name for p in _SESSION_TMP.iterdir()
+                  if p.name.startswith(("kdiag-", ".kdiag-")))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    left = _leftovers()
+    if left:
+        session.exitstatus = 1
+        print(f"\nkdiag left temporary folders behind in {_SESSION_TMP}: {', '.join(left)}",
+              file=sys.stderr)
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from kdiag.model.signature import signatures_from_json
+from kdiag.path.classify_regress import example_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures"
@@ -69,7 +70,9 @@ def test_expected_signatures_read_as_kdiag_signature_json():
     for rel, doc in EXPECTED.items():
         sigs = signatures_from_json(doc)
         assert sigs[0].name == "serving_default", rel
-        assert all(s.is_predict for s in sigs), rel
+        # Only the half_plus models (classify/regress signatures) hold other methods.
+        assert all(s.is_predict for s in sigs) or "half_plus" in rel, rel
+        assert sigs[0].is_predict, rel
 
 
 def test_documented_signatures_of_the_main_fixtures():
@@ -175,9 +178,11 @@ EXAMPLE = base64.b64decode("CiUKEgoGaW5jb21lEggSBgoEAACAQAoPCgNhZ2USCBIGCgQAAPBB
 def _sample(spec: dict, batch: int = 2, rel: str = "") -> np.ndarray:
     """A correct input for a signature input: -1 dims become `batch`, strings are the PNG
     (or, for the tf.Example parser, a serialized Example)."""
-    shape = [batch if d == -1 else d for d in spec["shape"]]
+    shape = [batch if d == -1 else d for d in spec["shape"] or [-1]]
     if spec["dtype"] == "string":
         data = EXAMPLE if rel.startswith("example_parser") else (FIX / "data/digit.png").read_bytes()
+        if "half_plus" in rel:  # kdiag's own tf.Example bytes, parsed by the graph
+            data = example_bytes({"x": ("float", [0.5])})
         return np.full(shape, data, dtype=object)
     if spec["dtype"].startswith("int"):
         return np.ones(shape, dtype=spec["dtype"])
@@ -231,6 +236,8 @@ def test_every_signature_runs_on_a_correct_input(rel, load, tf, tmp_path, monkey
         feeds = {k: tf.constant(_sample(v, rel=rel)) for k, v in sig["inputs"].items()}
         out = fn(**feeds)
         for k, v in sig["outputs"].items():
+            if v["shape"] is None:
+                continue
             want = [2 if d == -1 else d for d in v["shape"]]
             assert list(out[k].shape) == want, (rel, sig["signature_name"], k)
             assert out[k].dtype.name == v["dtype"]

@@ -123,14 +123,14 @@ def test_decimal_for_int_input_is_named_and_fixed():
 
 def test_wrong_input_names_are_named_and_fixed():
     res = run('{"instances": [{"Features": [1, 2, 3, 4, 5], "id": [7]}]}', TWO)
-    assert not res.accepted and codes(res)[0] == "KD306"
+    assert not res.accepted and codes(res)[0] == "KD350"
     fixed = fix_is_accepted(res, TWO)
     assert sorted(fixed["instances"][0]) == ["features", "ids"]
 
 
 def test_unnamed_values_for_two_inputs_are_named():
     res = run("[[1, 2, 3, 4, 5]]", TWO)
-    assert not res.accepted and codes(res)[0] == "KD306"
+    assert not res.accepted and codes(res)[0] == "KD351"
     assert res.fixed_payload is None
 
 
@@ -160,7 +160,9 @@ def test_octet_stream_gets_415():
 def test_csv_header_row_is_named_and_fixed():
     res = run("a,b,c,d,e\n1,2,3,4,5\n", ct="text/csv")
     assert not res.accepted and codes(res)[0] == "KD313"
-    assert fix_is_accepted(res, CUSTOM)["instances"] == [[1.0, 2.0, 3.0, 4.0, 5.0]]
+    # The header is dropped and the body stays CSV.
+    assert res.fixed_payload["content_type"] == "text/csv"
+    assert res.fixed_payload["body"] == "1.0,2.0,3.0,4.0,5.0\n"
 
 
 def test_csv_rows_become_instances():
@@ -246,13 +248,16 @@ def test_whole_request_serialised_twice_is_named_and_fixed():
 
 
 EXAMPLE = "CiUKEgoGaW5jb21lEggSBgoEAACAQAoPCgNhZ2USCBIGCgQAAPBB"  # tf.train.Example age=30.0, income=4.0, serialized and base64-encoded
+# The same Example with its map keys sorted (protobuf's deterministic serialisation).
+EXAMPLE_SORTED = "CiUKDwoDYWdlEggSBgoEAADwQQoSCgZpbmNvbWUSCBIGCgQAAIBA"
 
 
 def test_tf_example_signature_wants_serialized_examples_not_feature_names():
     sigs = load_signatures(str(MODELS / "example_parser/1"))
     res = run('{"instances": [{"age": 30.0, "income": 4.0}]}', sigs)
-    assert not res.accepted and res.stage == "tfs-parse" and codes(res)[0] == "KD306"
+    assert not res.accepted and res.stage == "tfs-parse" and codes(res)[0] == "KD353"
     assert "does not have named input: age" in res.error or "keys must be equal to" in res.error
+    assert json.loads(res.fixed_payload["body"]) == {"instances": [{"b64": EXAMPLE_SORTED}]}
     assert run(json.dumps({"instances": [{"b64": EXAMPLE}]}), sigs).accepted
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdiag.atomic import write_atomically
+from kdiag.redact import mask
 
 if TYPE_CHECKING:
     from kdiag.ci.check import CheckResult
@@ -102,7 +103,7 @@ def junit_xml(suites: list[JUnitSuite]) -> bytes:
 def write_junit(path: str | Path, suites: list[JUnitSuite]) -> None:
     """Write atomically (a temporary file renamed into place): CI never reads half a report."""
     p = Path(path)
-    data = junit_xml(suites)
+    data = mask(junit_xml(suites).decode("utf-8")).encode("utf-8")
     write_atomically(p, data, what="the JUnit report ", create_parents=True)
 
 

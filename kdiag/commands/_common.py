@@ -57,7 +57,10 @@ trust_model_option = click.option(
 
 
 def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    """The JSON report on stdout, secrets masked (kdiag.redact)."""
+    from kdiag.redact import mask
+
+    sys.stdout.write(mask(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n")
 
 
 def exit_with(code: int) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import FAIL_ON_CHOICES, cap_option, exit_with, trust_model_option
+from kdiag.redact import mask
 
 EPILOG = """\b
 Examples:
@@ -106,6 +107,13 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     for name, value in (("atol", atol), ("rtol", rtol)):
         if value is not None and not value >= 0:
             raise KdiagError(f"--{name} must be >= 0 (got {value}).")
+    from kdiag.atomic import check_output_path
+
+    # Before the run: a report that cannot be written should fail now, not after the replay.
+    if junit_path is not None:
+        check_output_path(junit_path, what="the JUnit report ", create_parents=True)
+    if json_path is not None:
+        check_output_path(json_path, what="the JSON report ", create_parents=True)
     report = kdiag.check(
         model,
         framework_version=framework_version or cfg.framework_version,
@@ -135,7 +143,7 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
         _write_json(json_path, report.to_dict())
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(result):
-            click.echo(line)
+            click.echo(mask(line))
     from kdiag.report import console, render_check
 
     render_check(result, console(), quiet=quiet)
@@ -148,7 +156,7 @@ def _write_json(path: Path, doc: dict) -> None:
 
     from kdiag.atomic import write_atomically
 
-    write_atomically(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+    write_atomically(path, mask(json.dumps(doc, indent=2, ensure_ascii=False)) + "\n",
                      create_parents=True)
 
 

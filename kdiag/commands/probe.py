@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
 from kdiag.commands._common import (
     cap_option,
+    emit_json,
     exit_with,
     fail_on_option,
     format_option,
@@ -124,7 +122,7 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
         retries=retries, logs=not no_logs, log_wait=log_wait, replay=not no_replay, atol=atol,
         rtol=rtol, dry_run=dry_run)
     if fmt == "json":
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        emit_json(report.to_dict())
     else:
         from kdiag.report import console, render_probe
 

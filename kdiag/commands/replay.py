@@ -14,6 +14,7 @@ from kdiag.commands._common import (
     format_option,
     trust_model_option,
 )
+from kdiag.safe_io import MAX_LINE_BYTES
 
 EPILOG = """\b
 Examples:
@@ -47,7 +48,13 @@ from a broadcast input, a notebook disagreement are errors), else 0; 2 usage err
 @click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
               help="code/ folder with inference.py: runs YOUR handlers (executes your code).")
 @click.option("--model-name", help="The name the container serves the model under.")
+@click.option("--target-model", help="Send as invoke_endpoint(TargetModel=...) to a multi-model "
+              "endpoint (the model is that archive): the container's multi-model path (Python "
+              "service, no njs conversions), the model loaded under the platform's name.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies.")
+@click.option("--max-line-bytes", type=click.IntRange(1), default=MAX_LINE_BYTES,
+              show_default=True, help="--each-line and --capture: the longest line read; a "
+              "longer line is refused (--each-line) or skipped and counted (--capture).")
 @click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="At most this many instances per stacked model call in batch replay.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
@@ -78,7 +85,8 @@ from a broadcast input, a notebook disagreement are errors), else 0; 2 usage err
 @trust_model_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
-            code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,
+            code_dir: Path | None, model_name: str | None, target_model: str | None,
+            each_line: bool, max_line_bytes: int, max_batch: int,
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
             client_input: str | None, unsafe_keras: bool, capture: str | None,
             endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
@@ -98,13 +106,18 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     from kdiag.results import Payload, batch_document
 
     require_tensorflow("kdiag replay")
+    if out is not None:
+        from kdiag.atomic import check_output_path
+
+        check_output_path(out, what="--out ")
     if capture is not None:
         if payload is not None:
             raise KdiagError("Give either PAYLOAD or --capture, not both.")
         _replay_capture(model, capture, framework_version=framework_version, code_dir=code_dir,
                         model_name=model_name, endpoint_url=endpoint_url, limit=limit,
                         since=since, until=until, shard=shard, max_batch=max_batch,
-                        atol=atol, rtol=rtol, fmt=fmt, fail_on=fail_on)
+                        max_line=max_line_bytes, atol=atol, rtol=rtol, fmt=fmt,
+                        fail_on=fail_on)
         return
     if payload is None:
         raise KdiagError("Give a PAYLOAD (file, - for stdin, or a folder) or --capture PATH.")
@@ -113,13 +126,15 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
                          "what the notebook passed to its predict().")
     items = [Payload(ct, body, name=name)
              for name, body, ct in iter_bodies(payload, each_line=each_line,
-                                               content_type=content_type)]
+                                               content_type=content_type,
+                                               max_line=max_line_bytes)]
     single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
     kwargs = dict(accept=accept, custom_attributes=custom_attributes,
                   framework_version=framework_version, code=code_dir, model_name=model_name,
                   max_batch=max_batch, keras=keras_path,
                   client_input=None if client_input is None else _client_input(client_input),
-                  custom_objects=custom_objects, unsafe_keras=unsafe_keras, atol=atol, rtol=rtol)
+                  custom_objects=custom_objects, unsafe_keras=unsafe_keras, atol=atol, rtol=rtol,
+                  target_model=target_model)
     if single:
         report = kdiag.replay(items[0], model, **kwargs)
     else:
@@ -175,7 +190,7 @@ def _write_results(out: Path, results) -> None:
 
 def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,
                     endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt,
-                    fail_on: str) -> None:
+                    max_line, fail_on: str) -> None:
     from rich.progress import Progress
 
     from kdiag.commands._common import parse_when
@@ -190,7 +205,7 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
     kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=parse_when(since, "--since"),
                   until=parse_when(until, "--until"),
                   shard=parse_shard(shard) if shard else None, max_batch=max_batch,
-                  config=config)
+                  config=config, max_line=max_line)
     with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
                        model_name=model_name) as endpoint:
         if fmt == "json":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.atomic import write_atomically
+from kdiag.atomic import check_output_path, write_atomically
 from kdiag.commands._common import cap_option, emit_json, format_option
 
 
@@ -78,6 +78,8 @@ def command(signature_arg: str, signature_name: str | None, content_type: str, c
     import kdiag
     from kdiag.payloads.sample import parse_dim, parse_image_size, parse_range
 
+    if out is not None:
+        check_output_path(out, what="--out ")
     dim_map: dict[str, dict[int, int]] = {}
     for spec in dims:
         name, axis, size = parse_dim(spec)

@@ -13,6 +13,7 @@ from kdiag.commands._common import (
     fail_on_option,
     format_option,
 )
+from kdiag.safe_io import MAX_LINE_BYTES
 
 EPILOG = """\b
 Examples:
@@ -26,7 +27,7 @@ Examples:
 
 \b
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
-findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes},
+findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes, verified},
 stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
 Exit codes: 1 exactly when a finding is at or above --fail-on (a rejected payload has an
 error finding), else 0; 2 usage error or unreadable input.
@@ -55,49 +56,94 @@ error finding), else 0; 2 usage error or unreadable input.
 @click.option("--signature-name", help="Which signature to check against (default serving_default).")
 @click.option("--model-name", help="The name the container serves the model under. Default: "
               "from the archive's layout; 'model' for a version folder packed at the archive root.")
+@click.option("--target-model", help="Send as invoke_endpoint(TargetModel=...) to a multi-model "
+              "endpoint (the model is that archive): the container's multi-model path (Python "
+              "service, no njs conversions), the model loaded under the platform's name.")
 @click.option("--endpoint-kind", type=click.Choice(["realtime", "serverless", "async"]),
               default="realtime", show_default=True, help="Sets the request-size limit.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies: "
-              "validate every line as its own request.")
+              "validate every line as its own request (streamed: memory stays flat).")
+@click.option("--parse-oversized", is_flag=True, help="Also parse bodies over the endpoint's "
+              "size limit (up to 64 MiB). By default such a body is reported from its size alone "
+              "and never read: SageMaker Runtime refuses it before the container.")
+@click.option("--max-line-bytes", type=click.IntRange(1), default=MAX_LINE_BYTES,
+              show_default=True, help="With --each-line and --parse-oversized: the longest line "
+              "read; longer lines are reported from their size.")
 @format_option
 @fail_on_option
 @cap_option
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
-            endpoint_kind: str, each_line: bool, fmt: str, fail_on: str) -> None:
+            target_model: str | None, endpoint_kind: str, each_line: bool,
+            parse_oversized: bool, max_line_bytes: int, fmt: str, fail_on: str) -> None:
     """Predict what the endpoint answers to PAYLOAD, stage by stage, without the model and
     without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
     status and error text, the root cause in plain words, and a corrected payload.
 
     PAYLOAD is a file, - for stdin, or a folder of payload files.
     """
-    import kdiag
     from kdiag.diagnosis.findings import fails
+    from kdiag.diagnosis.validation import (
+        ValidateOptions,
+        body_limit,
+        oversized,
+        validate,
+        validate_oversized,
+    )
+    from kdiag.model.signature import pick_signature
     from kdiag.model.target import resolve_target
-    from kdiag.payloads.files import iter_bodies
-    from kdiag.report import console, render_validation, render_validation_batch
-    from kdiag.results import batch_document
+    from kdiag.path.container import Request
+    from kdiag.payloads.files import MAX_BODY_BYTES, iter_payloads
+    from kdiag.report import BatchPrinter, console, render_validation
+    from kdiag.results import SCHEMA_VERSION, Diagnosis
 
     # Resolved once: a folder of payloads does not read (or decompress) the model per body.
+    if target_model is not None and model_name is None:
+        from kdiag.serve.multi_model import target_model_name
+
+        model_name = target_model_name(target_model)
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
-    diagnoses = [
-        kdiag.validate(body, target, content_type=ct, framework_version=framework_version,
-                       accept=accept, custom_attributes=custom_attributes, via=via,
-                       code=code_dir, signature_name=signature_name,
-                       endpoint_kind=endpoint_kind, name=name)
-        for name, body, ct in iter_bodies(payload, each_line=each_line, content_type=content_type)]
-    results = [d.result for d in diagnoses]
-    single = len(results) == 1 and not (Path(payload).is_dir() or each_line)
-    if fmt == "json":
-        emit_json(diagnoses[0].to_dict() if single else batch_document(results))
-    else:
-        con = console()
-        if single:
-            render_validation(results[0], con)
+    opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
+                           signature_name=signature_name, endpoint_kind=endpoint_kind,
+                           model_name=target.model_name, versions=target.versions,
+                           has_requirements=target.has_requirements, has_lib=target.has_lib,
+                           misplaced_code=target.misplaced_code,
+                           multi_model=target_model is not None)
+    read_limit = MAX_BODY_BYTES if parse_oversized else body_limit(opts)
+
+    def results():
+        for pl in iter_payloads(payload, each_line=each_line, content_type=content_type,
+                                read_limit=read_limit, max_line=max_line_bytes,
+                                on_skip=lambda note: click.echo(f"kdiag: {note}", err=True)):
+            if pl.body is None:
+                res = oversized(pl.size, opts, name=pl.name)
+            else:
+                req = Request(body=pl.body, content_type=pl.content_type, accept=accept,
+                              custom_attributes=custom_attributes)
+                check = validate_oversized if pl.size > body_limit(opts) else validate
+                res = check(req, target.signatures, opts, name=pl.name)
+            res.findings = target.findings + res.findings
+            yield res
+
+    single = not ((payload != "-" and Path(payload).is_dir()) or each_line)
+    if single:
+        res = next(iter(results()))
+        if fmt == "json":
+            sig = pick_signature(target.signatures, signature_name) if target.signatures else None
+            emit_json(Diagnosis(res, sig).to_dict())
         else:
-            render_validation_batch(results, con)
-    # A rejected payload always carries its root cause as an error finding.
-    bad = any(fails(r.findings, fail_on) for r in results)
+            render_validation(res, console())
+        # A rejected payload always carries its root cause as an error finding.
+        exit_with(1 if fails(res.findings, fail_on) else 0)
+    # Several payloads: each result is written as soon as it is known and then dropped, so
+    # memory stays flat whatever the number of lines or files.
+    printer = BatchPrinter(fmt, console() if fmt == "text" else None,
+                           schema_version=SCHEMA_VERSION)
+    bad = False
+    for res in results():
+        bad |= fails(res.findings, fail_on)
+        printer.add(res)
+    printer.close()
     exit_with(1 if bad else 0)

@@ -97,7 +97,20 @@ CODES: dict[str, str] = {
     "KD313": "CSV header row",
     "KD314": "model or version not loaded (404 Servable not found)",
     "KD320": "classify/regress request: not checked against the signature",
+    "KD350": "input names differ from the signature: the missing and unexpected names, Keras 3 "
+             "export naming, and the mapping by shape and dtype when it is unique",
+    "KD351": "unnamed values for a multi-input model (a plain list or rows side by side), with "
+             "the named form when shape and dtype decide",
+    "KD352": "{\"b64\": ...} holds url-safe base64 or a data: URL prefix",
+    "KD353": "a tf.Example signature got plain features: send serialized Examples (spec read "
+             "from the graph)",
+    "KD355": "text sent to a token-id input: the tokenizer is not in the graph (no payload can "
+             "work; re-export)",
     "KD321": "TF Serving accepts the body but ignores or alters part of it",
+    "KD322": "classify/regress on a signature TF Serving cannot use for that method",
+    "KD330": "an input of more than 254 dimensions: TF Serving answers 400 tensor parsing error",
+    "KD331": "an input of 65 to 254 dimensions: TF Serving passes it on, the graph decides",
+    "KD332": "JSON nested so deep that TF Serving may crash instead of answering",
     # signature
     "KD401": "tensor rank differs from the signature: the graph decides (400, or 200 from it)",
     "KD402": "an inner dimension differs from the signature: the graph decides (400, or 200)",
@@ -109,6 +122,9 @@ CODES: dict[str, str] = {
     "KD414": "an image-decoding input got strings that are not image bytes (base64 without b64)",
     "KD420": "200, but computed from an input the graph broadcast to the signature's shape",
     "KD421": "a tf.Example input got strings that are not serialized tf.train.Example protos",
+    "KD440": "a bare object of batched columns: the container wraps it as one instance (send "
+             "{\"inputs\": ...})",
+    "KD441": "image bytes sent to a pixel input: the decoding lived in Python, not in the graph",
     # model
     "KD500": "the graph failed on a request TF Serving accepted",
     "KD501": "tf.saved_model.save of a Keras 3 model: TF Serving cannot restore its variables",

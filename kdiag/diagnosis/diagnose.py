@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from kdiag.diagnosis.families import family_finding
 from kdiag.diagnosis.findings import Finding, assign_root_cause
 from kdiag.model.signature import Signature, format_shape
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
     from kdiag.path.generations import Request
 
-STAGE = {"3": "tfs-parse", "4": "signature", "2": "container", "1": "wire"}
+STAGE = {"3": "tfs-parse", "4": "signature", "2": "container", "1": "wire", "5": "model"}
 
 
 def _f(code: str, message: str, fix: str, severity: str = "error") -> Finding:
@@ -66,6 +67,10 @@ TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
     (re.compile(r"base64|b64"), "KD309",
      "Binary data for a string input must be sent as {\"b64\": \"<base64>\"}.",
      "Send {\"instances\": [{\"b64\": base64.b64encode(data).decode()}]}."),
+    (re.compile(r"tensor parsing error: "), "KD330",
+     "An input has more than 254 dimensions, TensorFlow's limit: TF Serving parses the JSON, "
+     "then cannot make a tensor of it and answers 400 \"tensor parsing error: <input>\".",
+     "Send the input with the signature's rank (kdiag inspect shows it)."),
     (re.compile(r"JSON Parse error"), "KD310",
      "The body is not valid JSON where TF Serving parses it.",
      "Send the output of json.dumps(...); check quoting and trailing commas."),
@@ -194,7 +199,8 @@ def _csv_header_rule(req: Request) -> Finding | None:
         return _f("KD313",
                   "The CSV body starts with a header row: the container converts every line, "
                   "the header too, into an instance, and the names arrive as strings.",
-                  "Send the rows without a header (DataFrame.to_csv(header=False, index=False)).")
+                  "Drop the header row and keep text/csv: "
+                  "DataFrame.to_csv(header=False, index=False).")
     return None
 
 
@@ -286,6 +292,12 @@ def _root_rules(res: ValidationResult, req: Request, opts: ValidateOptions, sig:
                 ) -> list[Finding]:
     roots: list[Finding] = []
     message = res.error or ""
+    # The body-shape rules that read the text itself come first; then the failure families.
+    special = (_json_string_rule(req) or _csv_header_rule(req) or
+               _wrapper_key_rule(res, req, sig)) if res.stage == "tfs-parse" else None
+    family = None if special or res.accepted else family_finding(res, req, sig)
+    if family is not None:
+        roots.append(family)
     if res.stage == "container" and res.status == 415 and opts.misplaced_code:
         # field-notes §1: the 415 names the content type, but the cause is the artifact.
         roots.append(_f("KD231",
@@ -294,9 +306,9 @@ def _root_rules(res: ValidationResult, req: Request, opts: ValidateOptions, sig:
                         "root), so content types only your handler understands are refused.",
                         "Put code/ at the top level of model.tar.gz: tar -czf model.tar.gz 1 "
                         "code"))
-    if res.stage == "tfs-parse":
-        special = _json_string_rule(req) or _csv_header_rule(req) or \
-            _wrapper_key_rule(res, req, sig)
+    if family is not None:
+        pass
+    elif res.stage == "tfs-parse":
         if special:
             roots.append(special)
         else:

@@ -8,11 +8,14 @@ error text are the real ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdiag.diagnosis.diagnose import diagnose, wants_fix
+from kdiag.diagnosis.families import NO_PAYLOAD_CODES
 from kdiag.diagnosis.findings import Finding
+from kdiag.errors import KdiagError
 from kdiag.model.signature import Signature, format_shape, pick_signature
 from kdiag.path.container import Request, generation_for
 from kdiag.path.request_path import RequestPath, caller_view, tensor_summary
@@ -20,9 +23,9 @@ from kdiag.path.runtime import validation_error
 from kdiag.path.signature_stage import GRAPH_DECIDES
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
-from kdiag.path.wire import check_wire
-from kdiag.payloads.build import tfs_request
-from kdiag.payloads.recover import NoFix, recover
+from kdiag.path.wire import BODY_LIMITS, body_too_large, check_wire
+from kdiag.payloads.build import csv_allowed, csv_request, tfs_request
+from kdiag.payloads.recover import NoFix, Recovered, fix_b64_in_place, recover
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ValidateOptions:
     # Findings about the model that concern every request (KD230, KD501 read from the file):
     # part of each payload's result, so its root cause can be the model itself.
     artifact_findings: list[Finding] = field(default_factory=list)
+    multi_model: bool = False  # sent with TargetModel to a multi-model endpoint
 
 
 @dataclass
@@ -105,7 +109,8 @@ def _walk(req: Request, signatures: list[Signature], opts: ValidateOptions) -> V
         return _straight_to_tfs(req, signatures, opts)
     path = RequestPath(signatures, gen, model_name=opts.model_name, versions=opts.versions,
                        code_dir=opts.code_dir, has_requirements=opts.has_requirements,
-                       has_lib=opts.has_lib, endpoint_kind=opts.endpoint_kind)
+                       has_lib=opts.has_lib, endpoint_kind=opts.endpoint_kind,
+                       multi_model=opts.multi_model)
     inv = path.invoke(req)
     # A fixed request id: validate predicts, it sends nothing, and its output stays the same.
     rt = caller_view(inv, request_id="kdiag-validate")
@@ -147,6 +152,48 @@ def _straight_to_tfs(req: Request, signatures: list[Signature],
         tensors=tensor_summary(ans.parse.tensors) if ans.parse and ans.parse.ok else {},
         findings=wire.findings + ans.findings, records=[wire.record] + tfs.records,
         content_type="application/json", response_body=ans.body)
+
+
+def body_limit(opts: ValidateOptions | None = None) -> int:
+    """The largest body the endpoint kind lets through: larger ones need not be read."""
+    return BODY_LIMITS[(opts or ValidateOptions()).endpoint_kind]
+
+
+def oversized(size: int, opts: ValidateOptions | None = None, *,
+              name: str | None = None) -> ValidationResult:
+    """The verdict on a body over the endpoint's limit, decided from its size alone: SageMaker
+    Runtime refuses it (ValidationError 400) and the container never sees it, so kdiag does not
+    read or parse it."""
+    opts = opts or ValidateOptions()
+    finding = body_too_large(size, opts.endpoint_kind)
+    rt = validation_error(finding.message, request_id="kdiag-validate")
+    record = StageRecord(stage="wire", verdict="fail", holds=f"{size} bytes (not read)",
+                         size=size, excerpt="",
+                         detail={"endpoint_kind": opts.endpoint_kind,
+                                 "body_limit": body_limit(opts), "accepted": False,
+                                 "read": False})
+    return ValidationResult(False, 400, "wire", rt.message, findings=[finding],
+                            records=[record] + ([rt.record] if rt.record else []), name=name)
+
+
+def validate_oversized(req: Request, signatures: list[Signature],
+                       opts: ValidateOptions | None = None, *,
+                       name: str | None = None) -> ValidationResult:
+    """--parse-oversized: the verdict stays the Runtime's refusal (KD101, nothing is delivered),
+    and the stages after the wire show what the container and TF Serving would make of the
+    body if it were (as through an asynchronous endpoint)."""
+    from dataclasses import replace
+
+    opts = opts or ValidateOptions()
+    res = validate(req, signatures, replace(opts, endpoint_kind="async"), name=name)
+    refused = oversized(len(req.body_bytes), opts, name=name)
+    res.accepted, res.status, res.stage, res.error = False, 400, "wire", refused.error
+    res.findings = refused.findings + [f for f in res.findings if f.stage != "wire"
+                                       or f.code != "KD101"]
+    res.records = refused.records[:1] + [r for r in res.records if r.stage not in
+                                          ("wire", "runtime")] + refused.records[1:]
+    res.response_body = None
+    return res
 
 
 def one_line(res: ValidationResult) -> str:
@@ -198,37 +245,84 @@ def _same_json(a: bytes, b: str) -> bool:
         return False
 
 
+# A graph check for a fixed payload: None when the model answers it, else why not.
+GraphCheck = Callable[[Request], "str | None"]
+
+
+def _fixed_body(rec: Recovered, req: Request, sig: Signature) -> tuple[str, str]:
+    """(Content-Type, body) for recovered tensors: CSV stays CSV when it can carry them."""
+    if rec.body is not None:
+        return req.content_type or "application/json", rec.body
+    if (req.content_type or "").split(";")[0].strip().lower() == "text/csv" and \
+            csv_allowed(sig)[0] and sig.name == "serving_default":
+        try:
+            return "text/csv", csv_request(rec.tensors, sig)
+        except KdiagError:  # values CSV cannot carry (NaN): fall back to JSON
+            pass
+    if req.content_type != "application/json":
+        rec.steps.insert(0, "Content-Type application/json (was "
+                         + (repr(req.content_type) if req.content_type else "none") + ")")
+    return "application/json", tfs_request(
+        rec.tensors, sig, columnar=rec.columnar, b64=rec.b64,
+        signature_name=None if sig.name == "serving_default" else sig.name)
+
+
+def _candidates(req: Request, sig: Signature, too_large: bool) -> Iterator[Recovered]:
+    """Recoveries to try, least invasive first: an in-place b64 repair, then the tensors."""
+    if not too_large:
+        fixed = fix_b64_in_place(req.body_bytes.decode("utf-8"))
+        if fixed is not None:
+            yield fixed
+    rec = recover(req.body_bytes, req.content_type, sig)
+    if too_large:
+        _round_floats(rec)
+    yield rec
+
+
 def attach_fixed_payload(res: ValidationResult, req: Request, signatures: list[Signature],
-                         opts: ValidateOptions, sig: Signature) -> None:
+                         opts: ValidateOptions, sig: Signature, *,
+                         run_graph: GraphCheck | None = None) -> None:
     """Recover the tensors the sender meant and propose the body that carries them, only when
-    validating that body says the endpoint accepts it (so a proposal is never a guess)."""
+    validating that body says the endpoint accepts it (so a proposal is never a guess), and,
+    with `run_graph` (replay, the model at hand), only when the model answers it too."""
+    no_payload = next((f.code for f in res.findings if f.code in NO_PAYLOAD_CODES), None)
+    if no_payload:
+        res.findings.append(Finding(
+            "KD900", "info", res.stage or "container",
+            "No corrected payload: no payload can work for this model as exported (the "
+            f"preprocessing is outside the graph, see {no_payload}); change the client's "
+            "preprocessing or the export as the snippet shows.", ""))
+        return
     too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
+    why = ""
     try:
-        rec = recover(req.body_bytes, req.content_type, sig)
-        if too_large:
-            _round_floats(rec)
-        if req.content_type != "application/json":
-            rec.steps.insert(0, "Content-Type application/json (was "
-                             + (repr(req.content_type) if req.content_type else "none") + ")")
-        body = tfs_request(rec.tensors, sig,
-                           signature_name=None if sig.name == "serving_default" else sig.name)
+        for rec in _candidates(req, sig, too_large):
+            content_type, body = _fixed_body(rec, req, sig)
+            if content_type == req.content_type == "application/json" and \
+                    _same_json(req.body_bytes, body):
+                # The same request again (only its spelling differs): never offered as a fix.
+                why = "the request already is what kdiag would send; the cause is not in it"
+                continue
+            fixed_req = Request(body=body.encode("utf-8"), content_type=content_type,
+                                accept=req.accept, custom_attributes=req.custom_attributes)
+            check = validate(fixed_req, signatures, opts, propose_fix=False)
+            if not check.accepted:
+                why = f"the rewritten request is still rejected ({check.status} at {check.stage})"
+                continue
+            verified = ["container", "tfs-parse", "signature"]
+            if run_graph is not None:
+                failed = run_graph(fixed_req)
+                if failed:
+                    why = f"the model fails on the rewritten request: {failed}"
+                    continue
+                verified.append("graph")
+            res.fixed_payload = {"content_type": content_type, "body": body,
+                                 "changes": rec.steps, "verified": verified}
+            return
     except (NoFix, UnicodeDecodeError) as e:
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}.", ""))
-        return
+        why = str(e)
     except Exception as e:  # the builder refuses values it cannot write (KdiagError)
+        why = str(e).rstrip(".")
+    if why:
         res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}", ""))
-        return
-    if req.content_type == "application/json" and _same_json(req.body_bytes, body):
-        # The same request again (only its spelling differs): no fix for this root cause.
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    "No corrected payload: the request already is what kdiag "
-                                    "would send; the cause is not in the payload.", ""))
-        return
-    fixed_req = Request(body=body.encode("utf-8"), content_type="application/json",
-                        accept=req.accept, custom_attributes=req.custom_attributes)
-    check = validate(fixed_req, signatures, opts, propose_fix=False)
-    if check.accepted:
-        res.fixed_payload = {"content_type": "application/json", "body": body,
-                             "changes": rec.steps}
+                                    f"No corrected payload: {why}.", ""))

@@ -112,4 +112,7 @@ def fetch_model(clients: AwsClients, url: str, *, max_bytes: int = DEFAULT_MAX_B
         raise FetchRefused(clients.redact(
             f"downloading {url} failed: {error_code(e) or type(e).__name__}: "
             f"{error_message(e)}")) from None
+    except BaseException:  # Ctrl-C, SIGTERM (kdiag.cli.Terminated): no half download left
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
     return FetchedModel(url=url, path=dest, size=written, tmpdir=tmpdir)

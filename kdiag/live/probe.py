@@ -298,19 +298,24 @@ def _signature(res: ProbeResult, opts: ProbeOptions, clients: AwsClients,
                                        "--max-model-bytes raises the size limit."))
             except KdiagError as e:
                 res.findings.append(_f("KD812", "warning", f"--fetch-model: {e}"))
-            if fetched is not None:
-                res.model_artifact = {"url": url, "bytes": fetched.size}
-                try:
-                    target = resolve_target(str(fetched.path), signature_name=opts.signature_name,
-                                            model_name=opts.model_name)
-                    res.signature_source = "s3"
-                    local = str(fetched.path)
-                except KdiagError as e:
-                    res.findings.append(_f("KD812", "error",
-                                           f"The endpoint's model artifact {url} has no "
-                                           f"signature kdiag can read: {e}",
-                                           "kdiag inspect the archive; the container cannot "
-                                           "serve it either.", stage="artifact"))
+            try:
+                if fetched is not None:
+                    res.model_artifact = {"url": url, "bytes": fetched.size}
+                    try:
+                        target = resolve_target(str(fetched.path), signature_name=opts.signature_name,
+                                                model_name=opts.model_name)
+                        res.signature_source = "s3"
+                        local = str(fetched.path)
+                    except KdiagError as e:
+                        res.findings.append(_f("KD812", "error",
+                                               f"The endpoint's model artifact {url} has no "
+                                               f"signature kdiag can read: {e}",
+                                               "kdiag inspect the archive; the container cannot "
+                                               "serve it either.", stage="artifact"))
+            except BaseException:  # the caller never gets it: remove the download here
+                if fetched is not None:
+                    fetched.cleanup()
+                raise
     if target is not None:
         res.findings += target.findings
     return target, local, fetched

@@ -13,25 +13,15 @@ shaped like a signature or an access key id, from every text kdiag shows.
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from kdiag.errors import KdiagError
+from kdiag.redact import mask, mask_tree
 
 SERVICES = ("sagemaker-runtime", "sagemaker", "logs", "s3")
 USER_AGENT = "kdiag-probe"
-
-_SECRET_PATTERNS = (
-    re.compile(r"(Credential=)[^,\s\"']+"),
-    re.compile(r"(Signature=)[0-9a-fA-F]+"),
-    re.compile(r"(X-Amz-Security-Token[=:]\s*)[^&\s\"',]+", re.I),
-    re.compile(r"(X-Amz-Credential[=:]\s*)[^&\s\"',]+", re.I),
-    re.compile(r"(Authorization[=:]\s*)[^\n\"']+", re.I),
-    re.compile(r"()\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
-)
-
 
 @dataclass
 class AwsOptions:
@@ -67,23 +57,11 @@ class Redactor:
         self._secrets += [s for s in secrets if s and len(s) >= 4 and s not in self._secrets]
 
     def __call__(self, text: str) -> str:
-        if not text:
-            return text
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        for pat in _SECRET_PATTERNS:
-            text = pat.sub(lambda m: m.group(1) + "***", text)
-        return text
+        return mask(text, self._secrets)
 
     def tree(self, doc: Any) -> Any:
         """Redact every string in a JSON-like document."""
-        if isinstance(doc, str):
-            return self(doc)
-        if isinstance(doc, dict):
-            return {self(k) if isinstance(k, str) else k: self.tree(v) for k, v in doc.items()}
-        if isinstance(doc, list | tuple):
-            return [self.tree(v) for v in doc]
-        return doc
+        return mask_tree(doc, self._secrets)
 
 
 @dataclass

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 
 from kdiag.diagnosis.findings import Finding
 from kdiag.errors import KdiagError
-from kdiag.model.protobuf import as_bytes, as_str, iter_fields
+from kdiag.model.graphdef import GraphNode as _Node
+from kdiag.model.graphdef import read_library as _library
+from kdiag.model.graphdef import read_node as _node
+from kdiag.model.protobuf import as_str, iter_fields
 
 # Ops that create, overwrite or delete files, or list folders: refused unless trusted.
 WRITE_OPS = frozenset({
@@ -87,38 +90,6 @@ def _attr_string(value: memoryview) -> str:
     return ""
 
 
-@dataclass
-class _Node:
-    name: str
-    op: str
-    inputs: list[str]
-    attrs: dict[str, memoryview]
-
-
-def _node(buf: memoryview) -> _Node:
-    name = op = ""
-    inputs: list[str] = []
-    attrs: dict[str, memoryview] = {}
-    for f, w, v in iter_fields(buf):
-        if w != 2:
-            continue
-        if f == 1:
-            name = as_str(v)
-        elif f == 2:
-            op = as_str(v)
-        elif f == 3:
-            inputs.append(as_str(v))
-        elif f == 5:
-            key, value = "", memoryview(b"")
-            for ef, ew, ev in iter_fields(as_bytes(v)):
-                if ef == 1 and ew == 2:
-                    key = as_str(ev)
-                elif ef == 2 and ew == 2:
-                    value = ev  # type: ignore[assignment]
-            attrs[key] = value
-    return _Node(name, op, inputs, attrs)
-
-
 def _called_functions(node: _Node, library: dict[str, list[_Node]]) -> list[str]:
     """Functions a node calls: an op named after a function, or func attributes."""
     out = [node.op] if node.op in library else []
@@ -132,25 +103,6 @@ def _called_functions(node: _Node, library: dict[str, list[_Node]]) -> list[str]
                         out += [as_str(nv) for nf, nw, nv in iter_fields(lv)
                                 if nf == 1 and nw == 2]
     return out
-
-
-def _library(buf: memoryview) -> dict[str, list[_Node]]:
-    functions: dict[str, list[_Node]] = {}
-    for f, w, v in iter_fields(buf):
-        if f != 1 or w != 2:  # FunctionDefLibrary.function
-            continue
-        name = ""
-        nodes: list[_Node] = []
-        for ff, fw, fv in iter_fields(v):
-            if ff == 1 and fw == 2:  # OpDef signature: name is field 1
-                for sf, sw, sv in iter_fields(fv):
-                    if sf == 1 and sw == 2:
-                        name = as_str(sv)
-                        break
-            elif ff == 3 and fw == 2:
-                nodes.append(_node(fv))  # type: ignore[arg-type]
-        functions[name] = nodes
-    return functions
 
 
 def _node_name(tensor: str) -> str:

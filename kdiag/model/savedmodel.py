@@ -12,16 +12,18 @@ from pathlib import Path
 from kdiag.errors import KdiagError
 from kdiag.limits import Limits
 from kdiag.model.graph_trust import FileOp, scan_graph
+from kdiag.model.graphdef import GraphNode, read_library, read_node
 from kdiag.model.protobuf import (
     ProtobufError,
     as_bytes,
     as_int,
     as_str,
     iter_fields,
+    read_varint,
     to_int64,
 )
 from kdiag.model.regular_file import read_regular_file
-from kdiag.model.signature import DTYPE_NAMES, Signature, TensorSpec
+from kdiag.model.signature import DTYPE_NAMES, ExampleFeature, Signature, TensorSpec
 
 SERVE_TAG = "serve"
 # TF1 collections holding the ops the loader runs after restoring (saved_model constants).
@@ -42,6 +44,7 @@ class MetaGraph:
     # model (or of a tf.Module holding one). See keras3_layers_tracked.
     keras3_layers: bool = False
     file_ops: list[FileOp] = field(default_factory=list)  # what its signatures can run
+    example_features: tuple[ExampleFeature, ...] = ()
 
 
 @dataclass
@@ -175,6 +178,126 @@ def keras3_layers_tracked(object_graph: memoryview) -> bool:
 _KERAS3_LAYER_CHILDREN_B = frozenset(n.encode() for n in _KERAS3_LAYER_CHILDREN)
 
 
+# -- the tf.Example parser's feature spec ------------------------------------------------------
+# GraphDef: node=1, library=2 (FunctionDefLibrary: function=1; FunctionDef: node_def=3).
+# NodeDef: name=1, op=2, input=3, attr=5 (map<string, AttrValue>). AttrValue: list=1, s=2, i=3,
+# type=6, shape=7, tensor=8; ListValue: s=2, i=3, type=6, shape=7. TensorProto: tensor_shape=2,
+# string_val=8 (tensorflow/core/framework/{graph,function,node_def,attr_value,tensor}.proto).
+_EXAMPLE_DTYPES = {"float32": "float32", "int64": "int64", "string": "string"}
+
+
+def _varints(f_wire: int, v: int | memoryview) -> list[int]:
+    """A repeated int field: one varint, or several packed into a length-delimited field."""
+    if f_wire == 0:
+        return [int(v)]  # type: ignore[arg-type]
+    out, pos, data = [], 0, as_bytes(v)
+    while pos < len(data):
+        n, pos = read_varint(data, pos)
+        out.append(to_int64(n))
+    return out
+
+
+def _attr_list(av: memoryview, field_no: int) -> list:
+    """The values of AttrValue.list's field `field_no` (s=2: str, type=6: int, shape=7: shape)."""
+    out: list = []
+    for f, _, v in iter_fields(av):
+        if f != 1:
+            continue
+        for lf, lw, lv in iter_fields(as_bytes(v)):
+            if lf == field_no == 2:
+                out.append(as_str(lv))
+            elif lf == field_no == 7:
+                out.append(_tensor_shape(as_bytes(lv)))
+            elif lf == field_no and field_no in (3, 6):
+                out += _varints(lw, lv)
+    return out
+
+
+def _attr_int(av: memoryview, field_no: int) -> int | None:
+    for f, _, v in iter_fields(av):
+        if f == field_no and isinstance(v, int):
+            return to_int64(v)
+    return None
+
+
+def _const_tensor(node: GraphNode | None) -> tuple[list[str], tuple[int, ...] | None]:
+    """A Const node's string values and shape (the parse op's keys and defaults are Consts)."""
+    if node is None or node.op != "Const" or "value" not in node.attrs:
+        return [], None
+    values: list[str] = []
+    shape: tuple[int, ...] | None = None
+    for f, _, v in iter_fields(node.attrs["value"]):
+        if f == 8:
+            for tf_, _, tv in iter_fields(as_bytes(v)):
+                if tf_ == 2:
+                    shape = _tensor_shape(as_bytes(tv))
+                elif tf_ == 8:
+                    values.append(bytes(as_bytes(tv)).decode("utf-8", "replace"))
+    return values, shape
+
+
+def _parse_op_features(node: GraphNode, scope: dict[str, GraphNode]) -> list[ExampleFeature]:
+    def src(i: int) -> GraphNode | None:
+        return scope.get(node.inputs[i].split(":")[0].lstrip("^")) if i < len(node.inputs) \
+            else None
+
+    tdense = [DTYPE_NAMES.get(t, "") for t in _attr_list(node.attrs.get("Tdense", memoryview(b"")), 6)]
+    shapes = _attr_list(node.attrs.get("dense_shapes", memoryview(b"")), 7)
+    sparse_types = [DTYPE_NAMES.get(t, "") for t in
+                    _attr_list(node.attrs.get("sparse_types", memoryview(b"")), 6)]
+    ragged_types = [DTYPE_NAMES.get(t, "") for t in
+                    _attr_list(node.attrs.get("ragged_value_types", memoryview(b"")), 6)]
+    if node.op == "ParseExampleV2":
+        # inputs: serialized, names, sparse_keys, dense_keys, ragged_keys, dense_defaults...
+        sparse_keys, dense_keys, ragged_keys = (_const_tensor(src(i))[0] for i in (2, 3, 4))
+        first_default = 5
+    elif node.op == "ParseExample":
+        # inputs: serialized, names, sparse_keys x Nsparse, dense_keys x Ndense, defaults...
+        ns = _attr_int(node.attrs.get("Nsparse", memoryview(b"")), 3) or 0
+        nd = _attr_int(node.attrs.get("Ndense", memoryview(b"")), 3) or 0
+        sparse_keys = [k for i in range(2, 2 + ns) for k in _const_tensor(src(i))[0]]
+        dense_keys = [k for i in range(2 + ns, 2 + ns + nd) for k in _const_tensor(src(i))[0]]
+        ragged_keys, first_default = [], 2 + ns + nd
+    else:  # ParseSingleExample: the keys are attrs; inputs: serialized, dense_defaults...
+        sparse_keys = _attr_list(node.attrs.get("sparse_keys", memoryview(b"")), 2)
+        dense_keys = _attr_list(node.attrs.get("dense_keys", memoryview(b"")), 2)
+        ragged_keys, first_default = [], 1
+    out = []
+    for i, key in enumerate(dense_keys):
+        dtype = tdense[i] if i < len(tdense) else ""
+        shape = shapes[i] if i < len(shapes) else None
+        # No default is an empty Const; a default is a non-empty Const or computed (Reshape).
+        default = src(first_default + i)
+        _, dshape = _const_tensor(default)
+        empty_default = default is not None and default.op == "Const" and \
+            dshape is not None and 0 in dshape
+        out.append(ExampleFeature(key, _EXAMPLE_DTYPES.get(dtype, dtype), shape,
+                                  required=empty_default))
+    for keys, types in ((sparse_keys, sparse_types), (ragged_keys, ragged_types)):
+        for key, dtype in zip(keys, types, strict=False):
+            out.append(ExampleFeature(key, _EXAMPLE_DTYPES.get(dtype, dtype), None, False))
+    return out
+
+
+def example_features(graph_def: memoryview) -> tuple[ExampleFeature, ...]:
+    """The feature spec of the first tf.Example parse op in the graph or its functions.
+
+    Estimator-era and tf.Module exports parse serialized Examples inside the graph; the feature
+    names are the parse op's constant inputs, not signature inputs (field-notes §4)."""
+    scopes: list[list[GraphNode]] = [[]]
+    for f, w, v in iter_fields(graph_def):
+        if f == 1 and w == 2:
+            scopes[0].append(read_node(as_bytes(v)))
+        elif f == 2 and w == 2:
+            scopes += list(read_library(as_bytes(v)).values())
+    for nodes in scopes:
+        scope = {n.name: n for n in nodes}
+        for n in nodes:
+            if n.op in EXAMPLE_PARSE_OPS:
+                return tuple(_parse_op_features(n, scope))
+    return ()
+
+
 def _meta_graph(buf: memoryview) -> MetaGraph:
     tags: list[str] = []
     sigs: list[Signature] = []
@@ -220,9 +343,23 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
         if init_nodes:
             roots["__init_op"] = init_nodes
         file_ops = scan_graph(graph_def, roots)
+    features: tuple[ExampleFeature, ...] = ()
+    if graph_def is not None and ops & set(EXAMPLE_PARSE_OPS):
+        try:
+            features = example_features(graph_def)
+        except ProtobufError:  # an unreadable parser spec only costs the tf.Example fix
+            features = ()
     sigs.sort(key=lambda s: (s.name != "serving_default", s.name))
     return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops,
-                     keras3_layers=keras3, file_ops=file_ops)
+                     keras3_layers=keras3, file_ops=file_ops, example_features=features)
+
+
+def _examples_for(sig: Signature, features: tuple[ExampleFeature, ...]
+                  ) -> tuple[ExampleFeature, ...]:
+    """The parser's features belong to a signature whose one input is a string (the Examples)."""
+    if len(sig.inputs) == 1 and next(iter(sig.inputs.values())).dtype == "string":
+        return features
+    return ()
 
 
 def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModelInfo:
@@ -256,7 +393,8 @@ def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModel
             notes.append("decodes images in the graph (" + ", ".join(decodes) + ")")
         if parses:
             notes.append("parses tf.Example protos in the graph (" + ", ".join(parses) + ")")
-        sigs = [Signature(s.name, s.method_name, s.inputs, s.outputs, tuple(notes))
+        sigs = [Signature(s.name, s.method_name, s.inputs, s.outputs, tuple(notes),
+                          _examples_for(s, serving.example_features))
                 for s in serving.signatures]
         serving.signatures = sigs
     return SavedModelInfo(meta_graphs=metas, graph_notes=notes)

@@ -85,10 +85,37 @@ class TensorSpec:
         return cls(dtype=normalise_dtype(str(d["dtype"])), shape=shape)
 
 
+# TensorFlow's DataType enum names (types.proto) where they differ from "DT_" + kdiag's name.
+_DT_SPECIAL = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF"}
+
+
+def dtype_enum_name(dtype: str) -> str:
+    """kdiag's dtype name -> TensorFlow's DataType enum name (DT_FLOAT, DT_STRING...), as
+    TF Serving prints it in metadata and in SignatureDef debug strings."""
+    if dtype in _DT_SPECIAL:
+        return _DT_SPECIAL[dtype]
+    if dtype.startswith("dtype_"):
+        return "DT_INVALID" if dtype == "dtype_0" else dtype
+    return "DT_" + dtype.upper()
+
+
 def format_shape(shape: tuple[int, ...] | None) -> str:
     if shape is None:
         return "unknown rank"
     return "(" + ", ".join("?" if d == -1 else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+@dataclass(frozen=True)
+class ExampleFeature:
+    """One feature a tf.Example parser in the graph reads (tf.io.parse_example's spec).
+
+    `shape` None: a variable-length (sparse or ragged) feature; `required`: a fixed-length
+    feature without a default, which every Example must hold."""
+
+    key: str
+    dtype: str  # float32 | int64 | string: the three value lists a tf.train.Feature can hold
+    shape: tuple[int, ...] | None
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,8 @@ class Signature:
     outputs: dict[str, TensorSpec]
     # Graph facts found while reading the artifact (e.g. "decodes images", "parses tf.Example").
     notes: tuple[str, ...] = field(default=(), compare=False)
+    # The features a ParseExample op behind the single string input reads, read from the graph.
+    example_features: tuple[ExampleFeature, ...] = field(default=(), compare=False)
 
     @property
     def is_predict(self) -> bool:

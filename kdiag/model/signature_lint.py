@@ -73,7 +73,14 @@ def lint_signatures(sigs: list[Signature], have_savedmodel: bool = True) -> list
                 "KD022", "warning", "artifact",
                 f"{tag} takes serialized tf.Example protos ({strings[0]!r}, string): the feature "
                 "names live inside the graph's parser, not in the signature, so sending feature "
-                "names or raw numbers fails (\"does not have named input\").",
+                "names or raw numbers fails (\"does not have named input\")."
+                + (" The parser reads " + ", ".join(
+                    f"{f.key} ({f.dtype}"
+                    + (f" {list(f.shape)}" if f.shape is not None else ", variable length")
+                    + ("" if f.required else ", optional") + ")"
+                    for f in s.example_features)
+                   + "; kdiag validate turns {\"instances\": [{feature: value}]} into the "
+                   "Examples." if s.example_features else ""),
                 "Send base64 serialized tf.Example: {\"instances\": [{\"b64\": \"...\"}]}, or use "
                 "tfs-method=classify/regress with {\"examples\": [{\"feature\": value}]}.",
             ))

@@ -35,7 +35,11 @@ def target_from_artifact(art: ModelArtifact, *, code_dir: Path | None = None,
     # What the file says about every request (KD501: variables TF Serving cannot restore).
     target.findings += [f for f in art.findings if f.code == "KD501"]
     lay = art.layout
-    if art.kind == "archive" and art.model_name:
+    if art.kind in ("archive", "versions") and art.model_name:
+        # The container's discovery names a model after its base folder: an archive's or a
+        # folder's `half_plus_three/00000123/saved_model.pb` is served as half_plus_three, and
+        # a folder of version folders after that folder. A lone version folder (kind
+        # "savedmodel") is packed as `tar -czf model.tar.gz 1`: the container calls it "model".
         target.model_name = art.model_name
     if model_name:
         target.model_name = model_name
@@ -57,7 +61,7 @@ def target_from_artifact(art: ModelArtifact, *, code_dir: Path | None = None,
                 "This model has code/inference.py: the endpoint runs your handlers, and "
                 "kdiag only runs them when you pass --code (it executes your code), so it "
                 "predicts the container without code/.",
-                "Extract code/ and pass --code path/to/code.",
+                "Extract code/ and pass --code path/to/code (kdiag serve: --run-archive-code).",
             ))
     return target
 

@@ -25,6 +25,7 @@ from kdiag.path.container import (
     load_handlers,
     run_python_path,
 )
+from kdiag.path.container_common import nginx_error_page
 from kdiag.path.generations import Generation
 from kdiag.path.runtime import RuntimeOutcome, runtime_outcome, validation_error
 from kdiag.path.signature_stage import dtype_name
@@ -88,7 +89,8 @@ class RequestPath:
     def __init__(self, signatures: list[Signature], gen: Generation, *, model_name: str = "model",
                  versions: tuple[int, ...] | None = None, code_dir: Path | None = None,
                  has_requirements: bool = False, has_lib: bool = False,
-                 endpoint_kind: str = "realtime", run: Callable | None = None) -> None:
+                 endpoint_kind: str = "realtime", run: Callable | None = None,
+                 multi_model: bool = False) -> None:
         self.signatures = signatures
         self.gen = gen
         self.model_name = model_name
@@ -98,6 +100,7 @@ class RequestPath:
         self.has_lib = has_lib
         self.endpoint_kind = endpoint_kind
         self.run = run
+        self.multi_model = multi_model  # SAGEMAKER_MULTI_MODEL=true: always the Python service
         self.handlers = handlers_for(code_dir) if code_dir is not None else None
 
     def emulator(self) -> TfServingEmulator:
@@ -127,7 +130,7 @@ class RequestPath:
             return _Pending(req, records, findings, "wire", None, None, tfs, None, inv)
         cres = container_request(req, self.gen, model_name=self.model_name,
                                  code_dir=self.code_dir, has_requirements=self.has_requirements,
-                                 has_lib=self.has_lib)
+                                 has_lib=self.has_lib, multi_model=self.multi_model)
         if cres.path == "python":
             cres = run_python_path(req, self.gen, model_name=self.model_name, send_to_tfs=tfs,
                                    handlers=self.handlers)
@@ -141,6 +144,10 @@ class RequestPath:
             last = tfs.last
             status = cres.status if cres.status is not None else 502
             body = cres.body_bytes if cres.body_bytes is not None else (cres.body or "").encode()
+            if cres.status is None:
+                # No Python service behind nginx (e.g. inference.py fails to import, so the
+                # gunicorn worker never boots): nginx's own 502 page, never an empty body.
+                body, cres.content_type = nginx_error_page(502).encode(), "text/html"
             tfs_ok = last is None or last.status == 200
             stage = None if status < 300 and tfs_ok else (
                 last.stage if last is not None and not tfs_ok else "container")

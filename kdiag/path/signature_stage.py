@@ -74,6 +74,8 @@ def dtype_name(v) -> str:
 
 def _not_images(arr: np.ndarray) -> tuple[int, bool] | None:
     """(count of values that are not image bytes, whether they look like base64 text)."""
+    if np.ndim(arr) > 32:  # a rank mismatch already; its values are not kept (TooManyDims)
+        return None
     flat = [v for v in np.asarray(arr, dtype=object).ravel()[:64] if isinstance(v, bytes)]
     bad = [v for v in flat if not v.startswith(IMAGE_MAGIC)]
     if not bad:

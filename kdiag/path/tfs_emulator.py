@@ -15,7 +15,7 @@ import numpy as np
 
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, format_shape, pick_signature
-from kdiag.path import tfserving
+from kdiag.path import classify_regress, tfserving
 from kdiag.path.container_common import TfsTarget
 from kdiag.path.signature_stage import check_tensors, dtype_name
 from kdiag.path.trace import StageRecord, excerpt
@@ -131,6 +131,8 @@ class TfServingEmulator:
         return self.finish(prep, result)
 
     def prepare(self, body: bytes | str, target: TfsTarget | None) -> Prepared:
+        if target is not None and target.method != "predict":
+            return self._prepare_other(body, target)
         # Without a model only shapes and dtypes matter: let the parser skip building values.
         parse = tfserving.parse_predict_request(body, self.signatures, lazy=self.run is None,
                                                 **self.kwargs)
@@ -140,16 +142,11 @@ class TfServingEmulator:
                                             excerpt=missing))
             return Prepared(TfsAnswer(404, tfserving.error_body(missing, **self.kwargs),
                                       stage="tfs-parse"))
-        if target is not None and target.method != "predict" and parse.ok:
-            self.records.append(StageRecord("tfs-parse", "skip", f"{target.method} request"))
-            return Prepared(TfsAnswer(200, "{}", parse, [Finding(
-                "KD320", "info", "tfs-parse",
-                f"tfs-method={target.method}: kdiag checks predict requests only; this one was "
-                "not checked against the signature.", "")]))
         self.records.append(parse_record(parse))
         if not parse.ok:
-            return Prepared(TfsAnswer(parse.status, parse.body or "", parse, [], "tfs-parse"))
-        found = [Finding("KD321", "warning", "tfs-parse", w, "") for w in parse.warnings]
+            crash = [parse_warning_finding(w) for w in parse.warnings if _CRASH_TEXT in w]
+            return Prepared(TfsAnswer(parse.status, parse.body or "", parse, crash, "tfs-parse"))
+        found = [parse_warning_finding(w) for w in parse.warnings]
         sig = pick_signature(self.signatures, parse.signature_name)
         check = check_tensors(parse.tensors, sig)
         self.records.append(check.record)
@@ -158,10 +155,88 @@ class TfServingEmulator:
                                              for m in check.mismatches)
         return Prepared(None, parse, sig, found, check.ok, graph_decides)
 
+    def _prepare_other(self, body: bytes | str, target: TfsTarget) -> Prepared:
+        """:classify, :regress, or a method TF Serving's route does not know."""
+        if target.method not in classify_regress.METHODS or (
+                target.raw_version is not None and not (target.raw_version.isascii()
+                                                        and target.raw_version.isdigit())):
+            # http_rest_api_handler.cc: the route regex (or the case-sensitive dispatch) fails.
+            msg = f"Malformed request: POST {target.uri}"
+            self.records.append(StageRecord("tfs-parse", "fail", "HTTP 400 INVALID_ARGUMENT",
+                                            excerpt=msg))
+            return Prepared(TfsAnswer(400, tfserving.error_body(msg, **self.kwargs),
+                                      stage="tfs-parse"))
+        method = target.method
+        req = classify_regress.parse_examples_request(body, method, **self.kwargs)
+        if isinstance(req, tfserving.TfsParse):  # the whole body is parsed before the lookup
+            if req.status == 0:
+                return Prepared(TfsAnswer(0, "", req, [Finding(
+                    "KD321", "warning", "tfs-parse", w, "") for w in req.warnings], "tfs-parse"))
+            self.records.append(parse_record(req))
+            return Prepared(TfsAnswer(req.status, req.body or "", req, [], "tfs-parse"))
+        missing = self._missing_servable(target)
+        if missing:
+            self.records.append(StageRecord("tfs-parse", "fail", "HTTP 404 NOT_FOUND",
+                                            excerpt=missing))
+            return Prepared(TfsAnswer(404, tfserving.error_body(missing, **self.kwargs),
+                                      stage="tfs-parse"))
+        sig = next((s for s in self.signatures if s.name == req.signature_name), None)
+        problem = classify_regress.signature_problem(sig, req.signature_name, method,
+                                                     **self.kwargs)
+        if problem is not None:
+            self.records.append(StageRecord("signature", "fail", "HTTP 400 INVALID_ARGUMENT",
+                                            excerpt=excerpt(problem)))
+            return Prepared(TfsAnswer(400, tfserving.error_body(problem, **self.kwargs), None, [
+                Finding("KD322", "error", "signature",
+                        f"TF Serving cannot {method} with signature {req.signature_name!r}: "
+                        f"{problem.splitlines()[0]}",
+                        f"call a signature exported for {method} (one string input 'inputs' of "
+                        "serialized tf.Example), or use tfs-method=predict with instances")],
+                "signature"))
+        key = next(iter(sig.inputs))
+        parse = tfserving.TfsParse(ok=True, status=200, code=None, message=None, body=None,
+                                   format=method, signature_name=sig.name,
+                                   tensors={key: req.tensor()})
+        self.records.append(StageRecord("tfs-parse", "ok",
+                                        f"{len(req.serialized)} example(s), {method} format",
+                                        dtype="string", shape=f"{key} ({len(req.serialized)},)"))
+        check = check_tensors(parse.tensors, sig)
+        self.records.append(check.record)
+        return Prepared(None, parse, sig, list(check.findings), check.ok)
+
+    def _finish_other(self, prep: Prepared, result) -> TfsAnswer:
+        parse, sig, method = prep.parse, prep.signature, prep.parse.format
+        n = len(next(iter(parse.tensors.values())))
+        if result is None:
+            return TfsAnswer(200, classify_regress.placeholder_json(method, sig, n), parse,
+                             prep.findings, None)
+        if not result.ok:
+            message = result.detail or result.message or "unknown error"
+            self.records.append(StageRecord("model", "fail", f"{result.code}",
+                                            excerpt=excerpt(result.message or "")))
+            return TfsAnswer(tfserving.http_status(result.code or "UNKNOWN"),
+                             tfserving.error_body(message, **self.kwargs), parse, prep.findings,
+                             "model", model_error=result.message)
+        outs = result.outputs
+        self.records.append(StageRecord("model", "ok", f"{len(outs)} output(s)",
+                                        detail={"seconds": result.seconds}))
+        try:
+            text = classify_regress.result_json(method, outs, n)
+        except classify_regress.ResultError as e:
+            self.records.append(StageRecord("tfs-response", "fail", "HTTP 400",
+                                            excerpt=excerpt(str(e))))
+            return TfsAnswer(400, tfserving.error_body(str(e), **self.kwargs), parse,
+                             prep.findings, "tfs-response", outs)
+        self.records.append(StageRecord("tfs-response", "ok", "results", size=len(text),
+                                        excerpt=excerpt(text)))
+        return TfsAnswer(200, text, parse, prep.findings, None, outs)
+
     def finish(self, prep: Prepared, result=None) -> TfsAnswer:
         """The answer once the model ran (`result`: a RunResult), or predicted without it."""
         if prep.answer is not None:
             return prep.answer
+        if prep.parse.format in classify_regress.METHODS:
+            return self._finish_other(prep, result)
         parse, sig = prep.parse, prep.signature
         if result is None:
             if not prep.shape_ok:
@@ -210,3 +285,21 @@ class TfServingEmulator:
                      else f"Specific({target.model}, {target.version})")
             return f"Servable not found for request: {which}"
         return None
+
+
+_CRASH_TEXT = "overflows its stack"
+
+
+def parse_warning_finding(warning: str) -> Finding:
+    """A TF Serving parse warning as a finding: deep nesting and too many dimensions have
+    their own codes (KD331, KD332), the rest is KD321."""
+    if _CRASH_TEXT in warning:
+        return Finding("KD332", "error", "tfs-parse", warning,
+                       "Send the input with the signature's rank; no real tensor nests this deep.")
+    if "levels deep" in warning:
+        return Finding("KD332", "warning", "tfs-parse", warning,
+                       "Send the input with the signature's rank; no real tensor nests this deep.")
+    if "kdiag (numpy) cannot hold" in warning:
+        return Finding("KD331", "warning", "tfs-parse", warning,
+                       "Send the input with the signature's rank.")
+    return Finding("KD321", "warning", "tfs-parse", warning, "")

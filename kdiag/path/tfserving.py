@@ -259,6 +259,7 @@ _FAST_TYPES = _CONVERTIBLE - {"string"}
 _FLT_MAX = float(np.finfo(np.float32).max)
 _IS_FLOAT_BOUND = 3.4028234e38  # rapidjson Value::IsFloat's literal bound, below FLT_MAX
 _MAX_NDIM = 64  # numpy's limit; TensorFlow allows 254
+TF_MAX_DIMS = 254  # TensorShape::MaxDimensions()
 
 
 def _tf_type(dtype: str) -> str:
@@ -327,6 +328,7 @@ class _Ctx:
     def __init__(self, feats: _Features) -> None:
         self.feats = feats
         self.warnings: list[str] = []
+        self.unparsable: list[str] = []  # inputs of more dimensions than TensorFlow allows
 
     def dbg(self, val: Any) -> str:
         return _debug_string(val, self.feats, self.warnings)
@@ -425,8 +427,9 @@ def _fill(item: Any, shape: list[int], dtype: str, ctx: _Ctx, out: list) -> None
     rank = len(shape)
     if rank > _CRASH_NESTING:
         raise _Crash(f"A tensor value nests {rank} levels deep: TF Serving walks tensor values "
-                     "recursively and overflows its stack, so the server crashes and the client "
-                     "gets no HTTP answer (status 0 here).")
+                     "recursively and overflows its stack, so the server crashes and its client "
+                     "gets no HTTP answer; behind the container, what the caller receives then "
+                     "is not predicted (status 0 here means no answer).")
     stack: list[tuple[Any, int]] = [(iter((item,)), 0)]
     while stack:
         it, level = stack[-1]
@@ -468,13 +471,17 @@ def _shape_str(shape: list[int]) -> str:
 
 def _ndarray(values: list, shape: list[int], dtype: str, name: str, ctx: _Ctx
              ) -> np.ndarray | None:
-    if len(shape) > _MAX_NDIM:
-        after = (" TensorFlow allows at most 254 dimensions, so the predict call fails after "
-                 "parsing." if len(shape) > 254 else "")
-        ctx.warnings.append(f"Input {name!r} has rank {len(shape)}: TF Serving's parser accepts "
-                            f"it, but kdiag (numpy) cannot hold more than {_MAX_NDIM} dimensions, "
-                            f"so it is left out of the tensors.{after}")
+    if len(shape) > TF_MAX_DIMS:
+        # json_tensor.cc builds the TensorProto happily; the predict call's Tensor::FromProto
+        # then refuses the shape (TensorShape allows 254 dimensions) with INVALID_ARGUMENT
+        # "tensor parsing error: <input>", after the whole body has been parsed.
+        ctx.unparsable.append(name)
         return None
+    if len(shape) > _MAX_NDIM:
+        ctx.warnings.append(f"Input {name!r} has rank {len(shape)}: TF Serving accepts it and "
+                            "hands it to the graph, which decides; kdiag (numpy) cannot hold "
+                            f"more than {_MAX_NDIM} dimensions, so it checks only the shape.")
+        return TooManyDims(tuple(shape), np.dtype(_NP_TYPES.get(dtype, object)), name)
     n = math.prod(shape)
     if len(values) > n:
         values = values[:n]  # Tensor::FromProto copies the first n values
@@ -625,6 +632,8 @@ def _exact(body: bytes, signatures: list[Signature], feats: _Features) -> TfsPar
     state: dict[str, Any] = {"format": None, "signature_name": None}
     try:
         tensors = _exact_walk(body, signatures, ctx, state)
+        if ctx.unparsable:
+            raise _invalid(f"tensor parsing error: {ctx.unparsable[0]}")
     except _Crash as e:
         ctx.warnings.append(str(e))
         return TfsParse(ok=False, status=0, code=None, message=None, body=None,
@@ -646,8 +655,9 @@ def _error_result(code: str, message: str, feats: _Features, fmt: str | None,
                     warnings=warnings)
 
 
-def _exact_walk(body: bytes, signatures: list[Signature], ctx: _Ctx, state: dict
-                ) -> dict[str, np.ndarray]:
+def _read_document(body: bytes, ctx: _Ctx) -> Any:
+    """json_tensor.cc ParseJson, shared by predict, classify and regress: the parse, the
+    nesting hazards, and "Is not object"."""
     feats = ctx.feats
     if not body:
         raise _invalid("JSON Parse error: The document is empty")
@@ -663,7 +673,8 @@ def _exact_walk(body: bytes, signatures: list[Signature], ctx: _Ctx, state: dict
     if depth > _CRASH_NESTING and not feats.iterative:
         raise _Crash(f"The body nests {depth} levels deep: TF Serving before 2.18 parses JSON "
                      "recursively and overflows its stack on such a body, so the server crashes "
-                     "and the client gets no HTTP answer (status 0 here).")
+                     "and its client gets no HTTP answer; behind the container, what the caller "
+                     "receives then is not predicted (status 0 here means no answer).")
     if depth >= _DEEP_NESTING:
         ctx.warnings.append(
             f"The body nests {depth} levels deep. TF Serving walks nested lists recursively "
@@ -671,6 +682,13 @@ def _exact_walk(body: bytes, signatures: list[Signature], ctx: _Ctx, state: dict
             "server instead of getting an answer.")
     if not isinstance(doc, JObj):
         raise ctx.format_error(doc, "Is not object")
+    return doc
+
+
+def _exact_walk(body: bytes, signatures: list[Signature], ctx: _Ctx, state: dict
+                ) -> dict[str, np.ndarray]:
+    feats = ctx.feats
+    doc = _read_document(body, ctx)
     if doc.has("signature_name"):
         sig_val = doc.find("signature_name")
         if not isinstance(sig_val, str):
@@ -835,7 +853,7 @@ class ShapeOnly:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape)) if self.shape else 1
+        return math.prod(self.shape)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as in TF
@@ -843,6 +861,21 @@ class ShapeOnly:
 
     def __repr__(self) -> str:
         return f"ShapeOnly(shape={self.shape}, dtype={self.dtype})"
+
+
+class TooManyDims(ShapeOnly):
+    """A tensor TF Serving builds (65 to 254 dimensions) that numpy cannot hold: its shape and
+    dtype are known, its values are not kept. Turning it into an array is a KdiagError."""
+
+    __slots__ = ()
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        raise KdiagError(f"Input {self._data!r} has {len(self.shape)} dimensions; numpy (and so "
+                         f"kdiag) holds at most {_MAX_NDIM}, so kdiag cannot run the model on it. "
+                         "TF Serving hands such a tensor to the graph, which decides.")
+
+    def __repr__(self) -> str:
+        return f"TooManyDims(ndim={len(self.shape)}, dtype={self.dtype})"
 
 
 def _rectangular_shape(value: Any, brackets: int) -> tuple[int, ...] | None:
@@ -991,6 +1024,65 @@ def parse_predict_request(body: str | bytes, signatures: list[Signature], *,
     if fast is not None:
         return fast
     return _exact(raw, signatures, feats)
+
+
+@dataclass
+class JsonDocument:
+    """A request body read as TF Serving's ParseJson reads it, for the handlers other than
+    predict (classify, regress): the document, or the error answer (`error`, a failed TfsParse;
+    status 0 when TF Serving is predicted to crash)."""
+
+    doc: Any
+    error: TfsParse | None
+    warnings: list[str]
+    tfs_version: tuple[int, int]
+
+    def debug(self, val: Any) -> str:
+        """JsonValueToString / JsonValueToDebugString of `val`, as error messages quote it."""
+        return _debug_string(val, _Features(self.tfs_version), self.warnings)
+
+    def format_error(self, text: str) -> str:
+        """FormatError(doc, text): the message (1.11 has one generic text for every case)."""
+        if _Features(self.tfs_version).generic_format_error:
+            text = ("not formatted correctly. Expecting object with 'instances' or 'input' key "
+                    "and a list/array or object as the value respectively.")
+        return f"JSON Value: {self.debug(self.doc)} {text}"
+
+
+def read_json_document(body: str | bytes, *,
+                       tfs_version: str | tuple[int, int] | None = DEFAULT_TFS_VERSION
+                       ) -> JsonDocument:
+    """ParseJson for `body` (never raises)."""
+    version = parse_tfs_version(tfs_version)
+    feats = _Features(version)
+    ctx = _Ctx(feats)
+    raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
+    try:
+        doc = _read_document(raw, ctx)
+    except _Crash as e:
+        ctx.warnings.append(str(e))
+        return JsonDocument(None, TfsParse(ok=False, status=0, code=None, message=None, body=None,
+                                           format=None, signature_name=None,
+                                           warnings=ctx.warnings), ctx.warnings, version)
+    except _Fail as e:
+        return JsonDocument(None, _error_result(e.code, e.message, feats, None, None,
+                                                ctx.warnings), ctx.warnings, version)
+    return JsonDocument(doc, None, ctx.warnings, version)
+
+
+def invalid_argument(message: str, *, tfs_version: str | tuple[int, int] | None = None,
+                     signature_name: str | None = None, fmt: str | None = None,
+                     warnings: list[str] | None = None) -> TfsParse:
+    """TF Serving's 400 INVALID_ARGUMENT answer for `message`, as a failed TfsParse."""
+    return _error_result("INVALID_ARGUMENT", message, _Features(parse_tfs_version(tfs_version)),
+                         fmt, signature_name, list(warnings or []))
+
+
+def status_prefix(code: str, *, tfs_version: str | tuple[int, int] | None = None) -> str:
+    """How Status::ToString() names `code` in nested messages ("INVALID_ARGUMENT" or, in old
+    releases, "Invalid argument")."""
+    feats = _Features(parse_tfs_version(tfs_version))
+    return code if feats.upper_status_names else _OLD_STATUS_NAMES.get(code, code)
 
 
 # ---------------------------------------------------------------------------------------------

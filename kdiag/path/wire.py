@@ -17,7 +17,7 @@ from kdiag.errors import KdiagError
 from kdiag.path.generations import Request, decode_utf8
 from kdiag.path.trace import StageRecord, excerpt
 
-__all__ = ["Request", "WireResult", "check_wire", "BODY_LIMITS", "HEADER_LIMIT",
+__all__ = ["Request", "WireResult", "body_too_large", "check_wire", "BODY_LIMITS", "HEADER_LIMIT",
            "NJS_CONTENT_TYPES", "TEXT_CONTENT_TYPES"]
 
 BODY_LIMITS: dict[str, int] = {
@@ -78,6 +78,15 @@ def _check_header(name: str, value: str | None, out: list[Finding]) -> bool:
     return ok
 
 
+def body_too_large(size: int, endpoint_kind: str = "realtime") -> Finding:
+    """KD101: SageMaker Runtime refuses the body before anything reaches the container."""
+    limit = BODY_LIMITS[endpoint_kind]
+    return _f("KD101", "error",
+              f"body is {size} bytes; a {endpoint_kind} endpoint accepts at most {limit} bytes",
+              "send fewer instances per request (split the batch), or use an asynchronous "
+              "endpoint for large payloads")
+
+
 def check_wire(req: Request, *, endpoint_kind: str = "realtime") -> WireResult:
     """Check a request against SageMaker Runtime's limits and the header syntax the container needs.
 
@@ -95,11 +104,7 @@ def check_wire(req: Request, *, endpoint_kind: str = "realtime") -> WireResult:
     limit = BODY_LIMITS[endpoint_kind]
     if size > limit:
         accepted = False
-        findings.append(_f("KD101", "error",
-                           f"body is {size} bytes; a {endpoint_kind} endpoint accepts at most "
-                           f"{limit} bytes",
-                           "send fewer instances per request (split the batch), or use an "
-                           "asynchronous endpoint for large payloads"))
+        findings.append(body_too_large(size, endpoint_kind))
 
     for name, value in (("Content-Type", req.content_type), ("Accept", req.accept),
                         ("X-Amzn-SageMaker-Custom-Attributes", req.custom_attributes)):

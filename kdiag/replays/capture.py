@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import re
 import zlib
@@ -39,6 +40,14 @@ from typing import Any
 import orjson
 
 from kdiag.errors import KdiagError
+from kdiag.safe_io import (
+    MAX_LINE_BYTES,
+    LineTooLong,
+    bounded_lines,
+    file_size,
+    list_regular_files,
+    open_regular,
+)
 
 CAPTURE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 _HOUR_DIRS = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]*$")
@@ -197,14 +206,18 @@ def list_capture_files(path: str, *, endpoint_url: str | None = None,
         p = Path(path)
         if not p.exists():
             raise KdiagError(f"{path}: no such file or folder.")
-        if p.is_file():
+        if not p.is_dir():
+            file_size(p, what="Capture file ")
             files = [CaptureFile(str(p), p.name, _hour_of(p.as_posix()))]
         else:
+            listing = list_regular_files(p, recursive=True, suffixes=CAPTURE_SUFFIXES)
+            note = listing.skipped_note(p)
+            if note:
+                _warn(note)
             files = []
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.name.endswith(CAPTURE_SUFFIXES):
-                    rel = f.relative_to(p).as_posix()
-                    files.append(CaptureFile(str(f), rel, _hour_of(rel)))
+            for f in listing.files:
+                rel = f.relative_to(p).as_posix()
+                files.append(CaptureFile(str(f), rel, _hour_of(rel)))
     return [f for f in files if _in_window(f.hour, since, until)]
 
 
@@ -271,7 +284,18 @@ def shard_of(relative: str, n: int) -> int:
     return zlib.crc32(relative.encode("utf-8")) % n + 1
 
 
-def _lines(f: CaptureFile, endpoint_url: str | None) -> Iterator[bytes]:
+def _warn(note: str) -> None:
+    import sys
+
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"kdiag: {note}\n")
+
+
+def _lines(f: CaptureFile, endpoint_url: str | None, max_line: int
+           ) -> Iterator[tuple[int, bytes | LineTooLong]]:
+    """(line number, line) in chunks: a line over `max_line` is skipped, never assembled. A gzip
+    file that is truncated or fails its CRC check is an error naming the file (after the lines
+    that were read), not a silent end."""
     gz = f.path.endswith(".gz")
     if f.path.startswith("s3://"):
         from botocore.exceptions import BotoCoreError, ClientError
@@ -279,32 +303,31 @@ def _lines(f: CaptureFile, endpoint_url: str | None) -> Iterator[bytes]:
         bucket, key = parse_s3_uri(f.path)
         try:
             body = _s3_client(endpoint_url).get_object(Bucket=bucket, Key=key)["Body"]
-            if gz:
-                yield from gzip.GzipFile(fileobj=body)
-            else:
-                yield from body.iter_lines(chunk_size=1 << 16)
+            yield from bounded_lines(gzip.GzipFile(fileobj=body) if gz else body, max_line)
         except (BotoCoreError, ClientError) as e:
             raise _aws_error(e, f"reading {f.path}") from e
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise KdiagError(f"{f.path}: not a readable gzip file ({e}).") from e
         return
-    try:
-        opener = gzip.open if gz else open
-        with opener(f.path, "rb") as fh:
-            yield from fh
-    except (OSError, EOFError) as e:
-        raise KdiagError(f"{f.path}: cannot read ({e}).") from e
+    with open_regular(f.path, what="Capture file ") as raw:
+        try:
+            yield from bounded_lines(gzip.GzipFile(fileobj=raw) if gz else raw, max_line)
+        except (OSError, EOFError, zlib.error) as e:
+            what = "a corrupt or truncated gzip file" if gz else "unreadable"
+            raise KdiagError(f"{f.path}: {what} ({e}); the records before the damage were "
+                             "read, the rest of the file was not.") from e
 
 
 def iter_capture(path: str, *, endpoint_url: str | None = None, limit: int | None = None,
                  since: datetime | None = None, until: datetime | None = None,
-                 shard: tuple[int, int] | None = None, stats: CaptureStats | None = None
-                 ) -> Iterator[CaptureRecord]:
+                 shard: tuple[int, int] | None = None, stats: CaptureStats | None = None,
+                 max_line: int = MAX_LINE_BYTES) -> Iterator[CaptureRecord]:
     """Decoded capture records, streamed in file then line order.
 
     `since`/`until` filter on inferenceTime (records without one are skipped when a window is
     given); `shard` = (K, N) keeps the files of shard K; `limit` stops after that many records.
-    Unreadable lines are skipped and counted in `stats`; a file with no capture record at all
+    Unreadable lines, and lines over `max_line` bytes (never held in memory), are skipped and
+    counted in `stats`; a file with no capture record at all
     among its first lines is an error (it is not a capture file).
     """
     st = stats if stats is not None else CaptureStats()
@@ -321,7 +344,12 @@ def iter_capture(path: str, *, endpoint_url: str | None = None, limit: int | Non
         st.files += 1
         good = 0
         bad_head = 0
-        for lineno, raw in enumerate(_lines(f, endpoint_url), start=1):
+        for lineno, raw in _lines(f, endpoint_url, max_line):
+            if isinstance(raw, LineTooLong):
+                st.lines += 1
+                st.skip(f"line of {raw.size} bytes, over the per-line cap of {max_line} bytes "
+                        "(raise it with --max-line-bytes)", f"{f.path}:{lineno}")
+                continue
             line = raw.strip()
             if not line:
                 continue

@@ -16,6 +16,7 @@ from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.replays.capture import CaptureRecord, CaptureStats, iter_capture
 from kdiag.replays.outputs import capture_output_tensors
 from kdiag.replays.replay import replay_many
+from kdiag.safe_io import MAX_LINE_BYTES
 
 
 @dataclass
@@ -41,13 +42,14 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
                    limit: int | None = None, since: datetime | None = None,
                    until: datetime | None = None, shard: tuple[int, int] | None = None,
                    max_batch: int = 256, chunk: int = 2000, config: CompareConfig | None = None,
-                   progress: Callable[[int], None] | None = None) -> CaptureReplayResult:
+                   progress: Callable[[int], None] | None = None,
+                   max_line: int = MAX_LINE_BYTES) -> CaptureReplayResult:
     """A = what the live endpoint answered (captured), B = the local replay of the same input."""
     stats = CaptureStats()
     cmp = Comparator(config or CompareConfig())
     out = CaptureReplayResult(comparison=None, stats=stats)  # type: ignore[arg-type]
     records = iter_capture(path, endpoint_url=endpoint_url, limit=limit, since=since,
-                           until=until, shard=shard, stats=stats)
+                           until=until, shard=shard, stats=stats, max_line=max_line)
     while True:
         block: list[CaptureRecord] = list(islice(records, chunk))
         if not block:

@@ -45,6 +45,7 @@ import orjson
 from kdiag.comparison.types import OutputSet
 from kdiag.diagnosis.findings import Finding
 from kdiag.errors import KdiagError
+from kdiag.safe_io import file_size
 
 ID_KEYS = ("id", "inferenceId", "eventId", "record_id")
 NPZ_IDS_KEY = "__ids__"
@@ -63,7 +64,10 @@ def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:  # deeper than any output: a ValueError like any bad JSON
+            raise ValueError("the JSON nests too deep to be outputs") from None
 
 
 def _decode_b64(v: Any) -> Any:
@@ -206,6 +210,7 @@ def load_output_set(path: str, *, endpoint_url: str | None = None, limit: int | 
     p = Path(path)
     if not p.exists():
         raise KdiagError(f"{path}: no such file or folder.")
+    file_size(p)  # a FIFO or a device is refused here, before any open() could wait on it
     name = p.name.lower()
     if name.endswith(".npy"):
         return _limit(load_npy(p), limit)

@@ -155,8 +155,18 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     # Always: an accepted answer can still have a root cause (a shape the graph broadcast).
     diagnose(res, req, endpoint.signatures, opts, sig)
     if wants_fix(res):
-        attach_fixed_payload(res, req, endpoint.signatures, opts, sig)
+        attach_fixed_payload(res, req, endpoint.signatures, opts, sig,
+                             run_graph=lambda fixed: _graph_refuses(endpoint, fixed))
     return res
+
+
+def _graph_refuses(endpoint: LocalEndpoint, req: Request) -> str | None:
+    """Run a fixed payload through the whole local endpoint, model included: None when the
+    caller would get a 2xx answer, else the reason."""
+    inv = endpoint.invoke(req)
+    if inv.ok:
+        return None
+    return inv.model_error or inv.body.decode("utf-8", "replace")[:200]
 
 
 def replay_one(endpoint: LocalEndpoint, req: Request, name: str | None = None) -> ReplayResult:

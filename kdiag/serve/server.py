@@ -31,9 +31,10 @@ from urllib.parse import unquote
 import numpy as np
 
 from kdiag.errors import KdiagError
-from kdiag.model.signature import DTYPE_NAMES, Signature, pick_signature
+from kdiag.model.signature import DTYPE_NAMES, Signature, dtype_enum_name, pick_signature
 from kdiag.path import tfserving
 from kdiag.path.container import Request, TfsTarget
+from kdiag.path.container_common import nginx_error_page
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.path.request_path import Invocation
 from kdiag.path.runtime import runtime_outcome, validation_error
@@ -41,7 +42,14 @@ from kdiag.path.runtime import runtime_outcome, validation_error
 __all__ = ["MAX_BODY", "Reply", "RunningServer", "ServerApp", "load_model", "start_server"]
 
 MAX_BODY = 100 * 1024 * 1024  # refused with 413 before reading; nginx's client_body_buffer_size
+# Lingering close after a refusal (nginx: lingering_time 30s, lingering_timeout 5s), shorter
+# here and bounded in bytes, so a refused client cannot hold a connection slot for long.
+LINGER_TIME = 2.0
+LINGER_READ_TIMEOUT = 0.5
+LINGER_MAX_BYTES = 16 << 20
 SOCKET_TIMEOUT = 30.0  # per socket operation: a client that stalls loses its connection
+HEADER_TIMEOUT = 10.0  # a connection must send a complete request head within this many seconds
+MAX_CONNECTIONS = 64  # open connections; the longest-idle one makes room for a new one
 RUNTIME_DEADLINE = 60.0  # SageMaker Runtime's wait for the container (InvokeEndpoint doc string)
 ACCOUNT = "123456789012"  # the account kdiag's runtime answers as (runtime.py's default)
 REGION = "us-east-1"
@@ -62,6 +70,8 @@ _RUNTIME_HEADERS: tuple[tuple[str, str, int, int, re.Pattern, str, bool], ...] =
     ("X-Amzn-SageMaker-Target-Variant", "targetVariant", 0, 63, _NAME_RE,
      "^[a-zA-Z0-9](-*[a-zA-Z0-9])*", False),
     ("X-Amzn-SageMaker-Inference-Id", "inferenceId", 1, 64, _PRINTABLE_RE,
+     r"\A\S[\p{Print}]*\z", False),
+    ("X-Amzn-SageMaker-Target-Model", "targetModel", 1, 1024, _PRINTABLE_RE,
      r"\A\S[\p{Print}]*\z", False),
 )
 BODY_MAX = 6291456  # BodyBlob max
@@ -84,8 +94,6 @@ _RUNTIME_RE = re.compile(r"/endpoints/([^/]+)/(invocations|async-invocations|"
 _NOT_FOUND = b'{"error": "Not Found"}'
 JSON = "application/json"
 
-# TensorFlow's DataType enum names (types.proto) where they differ from "DT_" + kdiag's name.
-_DT_SPECIAL = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "float16": "DT_HALF"}
 # SignatureDef.defaults (meta_graph.proto) appeared in TF 2.13; TF Serving's own metadata test
 # data gained `"defaults": {}` in commit 07b08825 (2023-05-03).
 _DEFAULTS_SINCE = (2, 13)
@@ -144,21 +152,13 @@ def _jstr(s: str) -> str:
     return '"' + re.sub(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group()):04x}", out) + '"'
 
 
-def _dt_name(dtype: str) -> str:
-    if dtype in _DT_SPECIAL:
-        return _DT_SPECIAL[dtype]
-    if dtype.startswith("dtype_"):
-        return "DT_INVALID" if dtype == "dtype_0" else dtype
-    return "DT_" + dtype.upper()
-
-
 def _tensor_info(spec) -> dict:
     # Field order as TF Serving prints it (dtype, tensor_shape, then the `name` of the encoding
     # oneof): seen in real `GET .../metadata` answers.
     shape = ({"dim": [], "unknown_rank": True} if spec.shape is None else
              {"dim": [{"size": str(int(d)), "name": ""} for d in spec.shape],
               "unknown_rank": False})
-    return {"dtype": _dt_name(spec.dtype), "tensor_shape": shape, "name": spec.tensor_name or ""}
+    return {"dtype": dtype_enum_name(spec.dtype), "tensor_shape": shape, "name": spec.tensor_name or ""}
 
 
 def metadata_json(model_name: str, version: int, signatures: list[Signature], *,
@@ -204,6 +204,12 @@ class ServerApp:
 
     def __init__(self, endpoint: LocalEndpoint, *, endpoint_name: str = "local",
                  variant: str = VARIANT, runtime_deadline: float | None = RUNTIME_DEADLINE) -> None:
+        # `kdiag serve --multi-model DIR` passes a kdiag.serve.multi_model.ModelManager: the
+        # container's MME mode (recognised by its flag: that module imports this one).
+        self.manager = endpoint if getattr(endpoint, "is_multi_model", False) else None
+        # Set when the container would not start (code/requirements.txt it cannot install):
+        # nothing healthy stands behind nginx, so every route gets nginx's 502 page.
+        self.startup_failure: str | None = getattr(endpoint, "startup_failure", None)
         self.endpoint = endpoint
         self.endpoint_name = endpoint_name
         self.variant = variant
@@ -218,10 +224,14 @@ class ServerApp:
         """The answer to one request. `raw_path` is the request target as sent (percent-encoded,
         maybe with a query string, which no route here reads)."""
         path = raw_path.split("?", 1)[0].split("#", 1)[0]
+        if self.startup_failure is not None:
+            return self._not_started(path)
         try:
             m = _RUNTIME_RE.fullmatch(path)
             if m:
                 return self.runtime(method, m.group(1), m.group(2), headers, body)
+            if self.manager is not None:
+                return self.multi_model(method, path, headers, body)
             # nginx locations are prefix matches (errata §10): /pingX pings, /invocations/x invokes.
             if path.startswith("/ping"):
                 return Reply(200, {}, b"", "ping")
@@ -240,6 +250,15 @@ class ServerApp:
                 return Reply(out.http_status, dict(out.http_headers), out.http_body, note)
             return _json_reply(500, f'{{"error": "kdiag: {type(e).__name__}"}}', note)
 
+    def _not_started(self, path: str) -> Reply:
+        page = nginx_error_page(502).encode()
+        note = "the container did not start: " + (self.startup_failure or "")[:120]
+        if _RUNTIME_RE.fullmatch(path):
+            out = runtime_outcome(502, page, "text/html", endpoint_name=self.endpoint_name,
+                                  variant=self.variant, region=REGION, account=ACCOUNT)
+            return Reply(out.http_status, dict(out.http_headers), out.http_body, note)
+        return Reply(502, {"Content-Type": "text/html"}, page, note)
+
     # -- the container contract ----------------------------------------------------------------
     def invocations(self, headers: Mapping[str, str], body: bytes) -> Reply:
         req = Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
@@ -252,6 +271,49 @@ class ServerApp:
         headers = {} if inv.content_type is None else {"Content-Type": inv.content_type}
         note = "" if inv.stage is None else f"stage {inv.stage}"
         return Reply(inv.status, headers, inv.body, note)
+
+    # -- SAGEMAKER_MULTI_MODEL=true ------------------------------------------------------------
+    def multi_model(self, method: str, path: str, headers: Mapping[str, str],
+                    body: bytes) -> Reply:
+        """nginx's MME routes: /ping, and /invocations and /models* to the Python service
+        (falcon routes /models, /models/{model_name}, /models/{model_name}/invoke)."""
+        mgr = self.manager
+        if path.startswith("/ping"):
+            return Reply(200, {}, b"", "ping")
+        parts = path.split("/")
+        if path.startswith("/invocations"):
+            if method != "POST":
+                return _json_reply(405, b'{"title": "405 Method Not Allowed"}')
+            return self._mme_answer(mgr.invoke(None, self._request(headers, body)))
+        if parts[1:2] == ["models"] and len(parts) <= 4:
+            name = unquote(parts[2]) if len(parts) > 2 and parts[2] else None
+            invoke = len(parts) == 4 and parts[3] == "invoke"
+            if len(parts) == 4 and not invoke:
+                return _json_reply(404, b'{"title": "404 Not Found"}')
+            if method == "POST" and invoke and name:
+                return self._mme_answer(mgr.invoke(name, self._request(headers, body)))
+            if method == "POST" and name is None:
+                return self._mme_answer(mgr.load(body))
+            if method == "POST" and name:
+                # on_post with a model name and no /invoke: falcon's route is an invocation
+                return self._mme_answer(mgr.invoke(name, self._request(headers, body)))
+            if method == "GET" and not invoke:
+                return self._mme_answer(mgr.list() if name is None else mgr.describe(name))
+            if method == "DELETE" and name and not invoke:
+                return self._mme_answer(mgr.unload(name))
+            return _json_reply(405, b'{"title": "405 Method Not Allowed"}')
+        return _json_reply(404, _NOT_FOUND)
+
+    @staticmethod
+    def _request(headers: Mapping[str, str], body: bytes) -> Request:
+        return Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
+                       _header(headers, "X-Amzn-SageMaker-Custom-Attributes"))
+
+    def _mme_answer(self, ans) -> Reply:
+        if isinstance(ans, Invocation):
+            return self._container_reply(ans)
+        headers = {} if ans.content_type is None else {"Content-Type": ans.content_type}
+        return Reply(ans.status, headers, ans.body, ans.note)
 
     # -- the SageMaker Runtime API -------------------------------------------------------------
     def runtime(self, method: str, raw_name: str, operation: str, headers: Mapping[str, str],
@@ -279,7 +341,21 @@ class ServerApp:
                                     "not found.")
         req = Request(body, _header(headers, "Content-Type"), _header(headers, "Accept"),
                       _header(headers, "X-Amzn-SageMaker-Custom-Attributes"))
-        inv = self._invoke_with_deadline(req)
+        target = _header(headers, "X-Amzn-SageMaker-Target-Model")
+        model = None
+        if self.manager is not None:
+            if target is None:
+                # [inferred] wording: a multi-model endpoint needs TargetModel.
+                return self._validation("TargetModel header is required for a multi-model "
+                                        f"endpoint: endpoint {name} is multi-model.")
+            model, problem = self.manager.target_model(target)
+            if problem is not None:
+                return self._validation(problem)
+        elif target is not None:
+            # [inferred] wording: the service refuses TargetModel for a single-model endpoint.
+            return self._validation(f"Endpoint {name} of account {ACCOUNT} is not a multi-model "
+                                    "endpoint; TargetModel is not allowed.")
+        inv = self._invoke_with_deadline(req, model)
         if inv is None:
             out = runtime_outcome(None, None, None, endpoint_name=name, variant=self.variant,
                                   region=REGION, account=ACCOUNT)
@@ -329,16 +405,26 @@ class ServerApp:
                        f"less than or equal to {BODY_MAX}")
         return out
 
-    def _invoke_with_deadline(self, req: Request) -> Invocation | None:
+    def _invoke_with_deadline(self, req: Request, model: str | None = None
+                              ) -> Invocation | None:
         """The Runtime stops waiting after 60 s and answers ModelError; the model call itself
-        cannot be cancelled, so it finishes in the background."""
+        cannot be cancelled, so it finishes in the background. `model`: the TargetModel's
+        model in multi-model mode."""
+        def call() -> Invocation:
+            if self.manager is None:
+                return self.endpoint.invoke(req)
+            ans = self.manager.invoke(model, req)
+            if isinstance(ans, Invocation):
+                return ans
+            return Invocation(ans.status, ans.content_type, ans.body, "container", [], [])
+
         if self.runtime_deadline is None:
-            return self.endpoint.invoke(req)
+            return call()
         box: dict[str, object] = {}
 
         def work() -> None:
             try:
-                box["inv"] = self.endpoint.invoke(req)
+                box["inv"] = call()
             except BaseException as e:  # handed back to the request thread
                 box["exc"] = e
 
@@ -364,11 +450,8 @@ class ServerApp:
             if err:
                 return err
             # The verb is matched case-insensitively but dispatched case-sensitively.
-            if verb == "predict":
-                return self._tfs_predict(model, version, label, body)
-            if verb in ("classify", "regress"):
-                return self._tfs_error("UNIMPLEMENTED", f"kdiag serve emulates :predict only; "
-                                       f":{verb} is not implemented")
+            if verb in ("predict", "classify", "regress"):
+                return self._tfs_predict(model, version, label, body, verb)
             return self._tfs_error("INVALID_ARGUMENT", malformed)
         if method == "GET":
             m = _STATUS_RE.fullmatch(path)
@@ -394,7 +477,7 @@ class ServerApp:
         version as an int64."""
         version = None
         if raw_version:
-            v = int(raw_version)
+            v = int(raw_version) if len(raw_version) <= 19 else _INT64_MAX + 1
             if v > _INT64_MAX:
                 return None, None, None, self._tfs_error(
                     "INVALID_ARGUMENT", f"Failed to convert version: {raw_version} to numeric.")
@@ -402,31 +485,40 @@ class ServerApp:
         return (unquote(raw_model), version, unquote(raw_label) if raw_label else None, None)
 
     def _tfs_predict(self, model: str, version: int | None, label: str | None,
-                     body: bytes) -> Reply:
-        emu = self.endpoint.emulator()
+                     body: bytes, verb: str = "predict") -> Reply:
+        emu = self._endpoint_for(model).emulator()
         if label is not None:
             # No labels are configured in the container's model config, so every label fails in
             # the servable lookup (server_core.cc GetModelVersionForLabel), which comes after the
             # body's parse phase (json_tensor.cc FillPredictRequestFromJson). A model name that
             # cannot exist (it holds "/") yields the parse-phase answer or the lookup failure.
-            probe = emu.answer(body, TfsTarget(model + "/", None))
+            probe = emu.answer(body, TfsTarget(model + "/", None, verb))
             if probe.status != 404:
                 return _json_reply(probe.status, probe.body, f"stage {probe.stage}")
             return self._tfs_error("INVALID_ARGUMENT",
                                    f"Unrecognized servable version label: {label}")
-        ans = emu.answer(body, TfsTarget(model, version))
+        ans = emu.answer(body, TfsTarget(model, version, verb))
         return _json_reply(ans.status, ans.body, "" if ans.stage is None else f"stage {ans.stage}")
+
+    def _endpoint_for(self, model: str):
+        """The endpoint of `model` when the artifact holds several models, else the default
+        (whose emulator then answers TF Serving's 404)."""
+        pick = getattr(self.endpoint, "model_endpoint", None)
+        other = pick(model) if pick is not None else None
+        return other if other is not None else self.endpoint
 
     def _known(self, model: str, version: int | None) -> bool:
         return model == self.endpoint.model_name and (version is None or version in self.versions)
 
     def _tfs_status(self, model: str, version: int | None) -> Reply:
         # get_model_status_impl.cc: a label is ignored (all versions answer).
-        if model != self.endpoint.model_name:
+        ep = self._endpoint_for(model)
+        if model != ep.model_name:
             return self._tfs_error("NOT_FOUND", f"Could not find any versions of model {model}")
-        if version is not None and version not in self.versions:
+        versions = self.versions if ep is self.endpoint else sorted(ep.versions or [1])
+        if version is not None and version not in versions:
             return self._tfs_error("NOT_FOUND", f"Could not find version {version} of model {model}")
-        return _json_reply(200, status_json([version] if version is not None else self.versions))
+        return _json_reply(200, status_json([version] if version is not None else versions))
 
     def _tfs_metadata(self, model: str, version: int | None, label: str | None) -> Reply:
         if label is not None:
@@ -511,32 +603,101 @@ def _close_quietly(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+# Content-Length as RFC 9110 §8.6 writes it: digits only (no sign, no spaces, no list).
+_LENGTH_RE = re.compile(r"[0-9]{1,18}")
+
+
 class _HTTPServer(ThreadingHTTPServer):
+    """One thread per connection, with two bounds that keep a shared machine's server answering:
+
+    - at most `max_connections` open connections: when a new one arrives at the cap, the
+      connection idle longest (waiting for a request) is closed to make room; when every
+      connection is busy with a request, the new one gets 503 and is closed;
+    - a header deadline: a connection that has not sent a complete request head within
+      `header_timeout` seconds of connecting (or of its previous answer) is closed, however
+      slowly it trickles bytes.
+    """
+
     daemon_threads = True
     request_queue_size = 128
 
     def __init__(self, addr, app: ServerApp, *, max_body: int, socket_timeout: float,
-                 log: Callable[[str], None] | None) -> None:
+                 log: Callable[[str], None] | None, max_connections: int = MAX_CONNECTIONS,
+                 header_timeout: float = HEADER_TIMEOUT) -> None:
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
         self.app = app
         self.max_body = max_body
         self.socket_timeout = socket_timeout
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
         self.log = log
         self.active = 0
-        self.conns: set[socket.socket] = set()
+        # socket -> monotonic time it became idle (waiting for a request head), or None if busy
+        self.conns: dict[socket.socket, float | None] = {}
         self.state_lock = threading.Lock()
+        self._reaper_stop = threading.Event()
         super().__init__(addr, _Handler)
+        self._reaper = threading.Thread(target=self._reap, name="kdiag-serve-deadline",
+                                        daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        while not self._reaper_stop.wait(min(0.25, self.header_timeout / 4)):
+            now = time.monotonic()
+            with self.state_lock:
+                late = [s for s, since in self.conns.items()
+                        if since is not None and now - since > self.header_timeout]
+            for sock in late:
+                _close_quietly(sock)
+
+    def mark(self, sock: socket.socket, idle: bool) -> None:
+        with self.state_lock:
+            if sock in self.conns:
+                self.conns[sock] = time.monotonic() if idle else None
 
     def process_request(self, request, client_address):
         with self.state_lock:
-            self.conns.add(request)
+            evict = None
+            if len(self.conns) >= self.max_connections:
+                idle = [(since, s) for s, since in self.conns.items() if since is not None]
+                if not idle:
+                    full = True
+                else:
+                    full = False
+                    evict = min(idle, key=lambda t: t[0])[1]
+                    self.conns.pop(evict, None)
+            else:
+                full = False
+            if not full:
+                self.conns[request] = time.monotonic()
+        if evict is not None:
+            _close_quietly(evict)
+        if full:
+            self._refuse_busy(request)
+            return
         super().process_request(request, client_address)
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        body = tfserving_json_error(f"kdiag serve is answering {self.max_connections} requests "
+                                    "already; try again").encode()
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {JSON}\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(head.encode() + body)
+        self.shutdown_request(request)
+        if self.log is not None:
+            self.log("- - - 503 (connection cap reached, all connections busy)")
 
     def shutdown_request(self, request):
         with self.state_lock:
-            self.conns.discard(request)
+            self.conns.pop(request, None)
         super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        self._reaper_stop.set()
+        super().server_close()
 
     def handle_error(self, request, client_address):
         # A client that vanished mid-request; the handler already logged what it could.
@@ -554,12 +715,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.socket_timeout
         super().setup()
 
+    def handle_one_request(self) -> None:
+        # Idle until the request head is parsed (the header deadline runs), busy after.
+        self.server.mark(self.connection, idle=True)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok:
+            self.server.mark(self.connection, idle=False)
+        return ok
+
     def log_message(self, format: str, *args) -> None:
         pass  # one line per request is written by _dispatch, without headers
 
     def handle_expect_100(self) -> bool:
-        if self._declared_length() > self.server.max_body:
-            self._refuse_too_large(time.perf_counter())
+        length = self._declared_length()
+        if length is not None and length > self._body_limit():
+            self._refuse_too_large(time.perf_counter(), length)
             return False
         return super().handle_expect_100()
 
@@ -568,18 +741,54 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_GET
 
-    def _declared_length(self) -> int:
-        try:
-            return int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return -1
+    def _declared_length(self) -> int | None:
+        """The Content-Length, 0 when absent, None when duplicated or malformed."""
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return 0
+        if len(values) > 1 or not _LENGTH_RE.fullmatch(values[0]):
+            return None
+        return int(values[0])
 
-    def _refuse_too_large(self, t0: float) -> None:
-        size = self._declared_length()
-        body = tfserving_json_error(f"request body of {size} bytes is over kdiag serve's limit "
-                                    f"of {self.server.max_body} bytes").encode()
+    def _is_runtime(self) -> bool:
+        return bool(_RUNTIME_RE.fullmatch((self.path or "").split("?", 1)[0]))
+
+    def _body_limit(self) -> int:
+        return BODY_MAX if self._is_runtime() else self.server.max_body
+
+    def _refuse_too_large(self, t0: float, size: int) -> None:
         self.close_connection = True
+        if self._is_runtime():
+            # SageMaker Runtime's own refusal of a body over the BodyBlob limit: the message
+            # ServerApp gives once a body is read, decided here from Content-Length alone.
+            out = validation_error("1 validation error detected: Value at 'body' failed to "
+                                   "satisfy constraint: Member must have length less than or "
+                                   f"equal to {BODY_MAX}")
+            self._send(Reply(out.http_status, dict(out.http_headers), out.http_body,
+                             "too large, not read"), t0)
+            self._linger()
+            return
+        body = tfserving_json_error(f"request body of {size} bytes is over kdiag serve's limit "
+                                    f"of {self.server.max_body} bytes (--max-body-mb)").encode()
         self._send(Reply(413, {"Content-Type": JSON}, body, "too large, not read"), t0)
+        self._linger()
+
+    def _linger(self) -> None:
+        """nginx's lingering close: after an early refusal, read and drop what the client is
+        still sending for a short while, so it sees the answer instead of a reset (a client
+        blocked in sendall would otherwise get a broken pipe and never read the 413)."""
+        sock = self.connection
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(LINGER_READ_TIMEOUT)
+            deadline = time.monotonic() + LINGER_TIME
+            dropped = 0
+            while time.monotonic() < deadline and dropped < LINGER_MAX_BYTES:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                dropped += len(chunk)
 
     def _dispatch(self) -> None:
         t0 = time.perf_counter()
@@ -590,12 +799,13 @@ class _Handler(BaseHTTPRequestHandler):
                                    "chunked body refused"), t0)
             return
         length = self._declared_length()
-        if length < 0:
+        if length is None:
             self.close_connection = True
-            self._send(_json_reply(400, tfserving_json_error("bad Content-Length")), t0)
+            self._send(_json_reply(400, tfserving_json_error(
+                "bad Content-Length: send exactly one, as digits"), "bad Content-Length"), t0)
             return
-        if length > self.server.max_body:
-            self._refuse_too_large(t0)
+        if length > self._body_limit():
+            self._refuse_too_large(t0, length)
             return
         try:
             body = self.rfile.read(length) if length else b""
@@ -611,9 +821,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.active += 1
         try:
             reply = self.server.app.handle(self.command, self.path, self.headers, body)
+        except Exception as e:  # never a dropped connection: a well-formed 500
+            reply = _json_reply(500, tfserving_json_error(f"kdiag: {type(e).__name__}"),
+                                f"internal error {type(e).__name__}")
         finally:
             with self.server.state_lock:
                 self.server.active -= 1
+        if not 100 <= reply.status <= 599:
+            # kdiag predicts no HTTP answer at all (TF Serving overflowing its stack), so there
+            # is no real answer to imitate: say so in a well-formed 502 of kdiag's own.
+            reply = _json_reply(502, tfserving_json_error(
+                "kdiag serve: TF Serving crashes on this request and gives no answer; what a "
+                "client behind the container receives then is not predicted"),
+                f"predicted crash (status {reply.status})")
         self._send(reply, t0)
 
     def _send(self, reply: Reply, t0: float) -> None:
@@ -690,7 +910,8 @@ class RunningServer:
 def start_server(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 0,
                  endpoint_name: str = "local", *, variant: str = VARIANT,
                  log: Callable[[str], None] | None = None, max_body: int = MAX_BODY,
-                 socket_timeout: float = SOCKET_TIMEOUT,
+                 socket_timeout: float = SOCKET_TIMEOUT, header_timeout: float = HEADER_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS,
                  runtime_deadline: float | None = RUNTIME_DEADLINE) -> RunningServer:
     """Serve `endpoint` on host:port (0 picks a free port) in a background thread.
 
@@ -706,7 +927,8 @@ def start_server(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 0
                     runtime_deadline=runtime_deadline)
     try:
         httpd = _HTTPServer((host, port), app, max_body=max_body, socket_timeout=socket_timeout,
-                            log=log)
+                            log=log, header_timeout=header_timeout,
+                            max_connections=max_connections)
     except OSError as e:
         what = "is in use" if getattr(e, "errno", None) in (98, 48, 10048) else f"failed: {e}"
         raise KdiagError(f"cannot listen on {host}:{port}: the address {what}. Pick another "
@@ -716,7 +938,8 @@ def start_server(endpoint: LocalEndpoint, host: str = "127.0.0.1", port: int = 0
     url = f"http://{shown}:{bound_port}"
     m = endpoint.model_name
     routes = ["GET /ping", "POST /invocations", f"POST /endpoints/{endpoint_name}/invocations",
-              f"POST /v1/models/{m}[/versions/N]:predict", f"GET /v1/models/{m}[/versions/N]",
+              f"POST /v1/models/{m}[/versions/N]:predict|classify|regress",
+              f"GET /v1/models/{m}[/versions/N]",
               f"GET /v1/models/{m}[/versions/N]/metadata"]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
                               name=f"kdiag-serve-{bound_port}", daemon=True)
