@@ -110,6 +110,7 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
                            model_name=target.model_name, versions=target.versions,
                            has_requirements=target.has_requirements, has_lib=target.has_lib,
                            misplaced_code=target.misplaced_code,
+                           artifact_findings=target.findings,
                            multi_model=target_model is not None)
     read_limit = MAX_BODY_BYTES if parse_oversized else body_limit(opts)
 
@@ -119,12 +120,12 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
                                 on_skip=lambda note: click.echo(f"kdiag: {note}", err=True)):
             if pl.body is None:
                 res = oversized(pl.size, opts, name=pl.name)
+                res.findings = target.findings + res.findings
             else:
                 req = Request(body=pl.body, content_type=pl.content_type, accept=accept,
                               custom_attributes=custom_attributes)
                 check = validate_oversized if pl.size > body_limit(opts) else validate
                 res = check(req, target.signatures, opts, name=pl.name)
-            res.findings = target.findings + res.findings
             yield res
 
     single = not ((payload != "-" and Path(payload).is_dir()) or each_line)
