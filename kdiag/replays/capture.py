@@ -30,7 +30,7 @@ import binascii
 import gzip
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,7 +167,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def _hour_of(rel: str) -> datetime | None:
+def hour_of(rel: str) -> datetime | None:
     m = _HOUR_DIRS.search(rel)
     if not m:
         return None
@@ -177,7 +177,7 @@ def _hour_of(rel: str) -> datetime | None:
         return None
 
 
-def _in_window(hour: datetime | None, since: datetime | None, until: datetime | None) -> bool:
+def in_hour_window(hour: datetime | None, since: datetime | None, until: datetime | None) -> bool:
     """A file's hour folder can only hold records of that hour (margin: one hour each side)."""
     if hour is None:
         return True
@@ -198,14 +198,14 @@ def list_capture_files(path: str, *, endpoint_url: str | None = None,
         if not p.exists():
             raise KdiagError(f"{path}: no such file or folder.")
         if p.is_file():
-            files = [CaptureFile(str(p), p.name, _hour_of(p.as_posix()))]
+            files = [CaptureFile(str(p), p.name, hour_of(p.as_posix()))]
         else:
             files = []
             for f in sorted(p.rglob("*")):
                 if f.is_file() and f.name.endswith(CAPTURE_SUFFIXES):
                     rel = f.relative_to(p).as_posix()
-                    files.append(CaptureFile(str(f), rel, _hour_of(rel)))
-    return [f for f in files if _in_window(f.hour, since, until)]
+                    files.append(CaptureFile(str(f), rel, hour_of(rel)))
+    return [f for f in files if in_hour_window(f.hour, since, until)]
 
 
 def _s3_client(endpoint_url: str | None) -> Any:
@@ -246,7 +246,7 @@ def _list_s3(uri: str, endpoint_url: str | None) -> list[CaptureFile]:
                 key = obj["Key"]
                 if key.endswith(CAPTURE_SUFFIXES):
                     rel = key[len(prefix):].lstrip("/")
-                    files.append(CaptureFile(f"s3://{bucket}/{key}", rel, _hour_of(key)))
+                    files.append(CaptureFile(f"s3://{bucket}/{key}", rel, hour_of(key)))
     except (BotoCoreError, ClientError) as e:
         raise _aws_error(e, f"listing {uri}") from e
     return sorted(files, key=lambda f: f.path)
@@ -319,36 +319,48 @@ def iter_capture(path: str, *, endpoint_url: str | None = None, limit: int | Non
     emitted = 0
     for f in files:
         st.files += 1
-        good = 0
-        bad_head = 0
-        for lineno, raw in enumerate(_lines(f, endpoint_url), start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            st.lines += 1
-            rec = parse_line(line, f.path, lineno)
-            if isinstance(rec, str):
-                st.skip(rec, f"{f.path}:{lineno}")
-                if good == 0:
-                    bad_head += 1
-                    if bad_head >= 20:
-                        raise KdiagError(f"{f.path}: the first 20 lines are not Data Capture "
-                                         f"records ({rec}); is this a capture file?")
-                continue
-            good += 1
-            if since is not None or until is not None:
-                t = rec.inference_time
-                if t is None:
-                    st.skip("no inferenceTime (outside --since/--until)", f"{f.path}:{lineno}")
-                    continue
-                if (since is not None and t < since) or (until is not None and t >= until):
-                    st.filtered_out += 1
-                    continue
-            st.records += 1
+        for rec in records_in_file(f.path, _lines(f, endpoint_url), since=since, until=until,
+                                   stats=st):
             yield rec
             emitted += 1
             if limit is not None and emitted >= limit:
                 return
-        if good == 0 and bad_head:
-            raise KdiagError(f"{f.path}: no Data Capture record in it "
-                             f"({st.examples[-1] if st.examples else 'no readable line'}).")
+
+
+def records_in_file(source: str, lines: Iterable[bytes], *, since: datetime | None = None,
+                    until: datetime | None = None, stats: CaptureStats | None = None
+                    ) -> Iterator[CaptureRecord]:
+    """The capture records of one file's lines, in line order (the rules of `iter_capture`,
+    which every reader of capture files shares: skipped lines counted in `stats`, the
+    --since/--until filter, and the error for a file that holds no capture record)."""
+    st = stats if stats is not None else CaptureStats()
+    good = 0
+    bad_head = 0
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        st.lines += 1
+        rec = parse_line(line, source, lineno)
+        if isinstance(rec, str):
+            st.skip(rec, f"{source}:{lineno}")
+            if good == 0:
+                bad_head += 1
+                if bad_head >= 20:
+                    raise KdiagError(f"{source}: the first 20 lines are not Data Capture "
+                                     f"records ({rec}); is this a capture file?")
+            continue
+        good += 1
+        if since is not None or until is not None:
+            t = rec.inference_time
+            if t is None:
+                st.skip("no inferenceTime (outside --since/--until)", f"{source}:{lineno}")
+                continue
+            if (since is not None and t < since) or (until is not None and t >= until):
+                st.filtered_out += 1
+                continue
+        st.records += 1
+        yield rec
+    if good == 0 and bad_head:
+        raise KdiagError(f"{source}: no Data Capture record in it "
+                         f"({st.examples[-1] if st.examples else 'no readable line'}).")

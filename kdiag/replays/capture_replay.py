@@ -15,7 +15,11 @@ from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.replays.capture import CaptureRecord, CaptureStats, iter_capture
 from kdiag.replays.outputs import capture_output_tensors
-from kdiag.replays.replay import replay_many
+from kdiag.replays.replay import ReplayResult, replay_many
+
+# Records compared per block: the comparison's sums run block by block, so every engine feeds
+# blocks of this size in file + line order to get bit-identical results.
+CHUNK = 2000
 
 
 @dataclass
@@ -37,10 +41,68 @@ def _columns(per_record: list[dict[str, np.ndarray] | None]) -> dict[str, list]:
     return {n: [None if d is None else d.get(n) for d in per_record] for n in names}
 
 
+@dataclass
+class ReplayedBlock:
+    """One block of capture records after the local replay: what each side has to compare.
+
+    Position i of every list is record i of `records`; `*_errors` say why a side has no
+    outputs. The in-process path and the Ray engine both build it with `replay_block` and feed
+    it to the comparison with `add_block`, so the same code decides every verdict."""
+
+    ids: list[str]
+    captured: list[dict[str, np.ndarray] | None]
+    captured_errors: dict[int, str]
+    local: list[dict[str, np.ndarray] | None]
+    local_errors: dict[int, str]
+    results: dict[int, ReplayResult]  # position -> the local replay, for replayed records
+    replayed_ok: int = 0
+    rejected_locally: int = 0
+
+
+def replay_block(endpoint: LocalEndpoint, block: list[CaptureRecord], *,
+                 max_batch: int = 256) -> ReplayedBlock:
+    """Replay a block of capture records (stacked model calls) and decode the captured side."""
+    items, where = [], []
+    for i, rec in enumerate(block):
+        if rec.input is not None and rec.input.decode_error is None:
+            items.append((rec.id, Request(rec.input.data, rec.input.content_type or None)))
+            where.append(i)
+    results = replay_many(endpoint, items, max_batch=max_batch)
+    blk = ReplayedBlock(ids=[r.id for r in block], captured=[], captured_errors={},
+                        local=[None] * len(block), local_errors={}, results={})
+    for i, rec in enumerate(block):
+        if rec.input is None or rec.input.decode_error is not None:
+            blk.local_errors[i] = "no replayable endpointInput" + (
+                f" ({rec.input.decode_error})" if rec.input is not None else "")
+    for i, res in zip(where, results, strict=True):
+        blk.results[i] = res
+        if res.accepted:
+            blk.local[i] = res.decoded
+            blk.replayed_ok += 1
+        else:
+            blk.local_errors[i] = f"local replay rejected it: {res.status} at {res.stage}"
+            blk.rejected_locally += 1
+    for i, rec in enumerate(block):
+        tensors, _unnamed, err = capture_output_tensors(rec.output)
+        blk.captured.append(tensors)
+        if err:
+            blk.captured_errors[i] = err
+    return blk
+
+
+def add_block(cmp: Comparator, out: CaptureReplayResult, blk: ReplayedBlock) -> None:
+    """Feed one replayed block to the comparison (A = captured, B = local) and the counts."""
+    cmp.add(_columns(blk.captured), _columns(blk.local), blk.ids,
+            a_errors=blk.captured_errors, b_errors=blk.local_errors)
+    out.records += len(blk.ids)
+    out.replayed_ok += blk.replayed_ok
+    out.rejected_locally += blk.rejected_locally
+
+
 def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | None = None,
                    limit: int | None = None, since: datetime | None = None,
                    until: datetime | None = None, shard: tuple[int, int] | None = None,
-                   max_batch: int = 256, chunk: int = 2000, config: CompareConfig | None = None,
+                   max_batch: int = 256, chunk: int = CHUNK, config: CompareConfig | None = None,
                    progress: Callable[[int], None] | None = None) -> CaptureReplayResult:
     """A = what the live endpoint answered (captured), B = the local replay of the same input."""
     stats = CaptureStats()
@@ -52,35 +114,7 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
         block: list[CaptureRecord] = list(islice(records, chunk))
         if not block:
             break
-        items, where = [], []
-        for i, rec in enumerate(block):
-            if rec.input is not None and rec.input.decode_error is None:
-                items.append((rec.id, Request(rec.input.data, rec.input.content_type or None)))
-                where.append(i)
-        results = replay_many(endpoint, items, max_batch=max_batch)
-        local: list[dict | None] = [None] * len(block)
-        local_err: dict[int, str] = {}
-        for i, rec in enumerate(block):
-            if rec.input is None or rec.input.decode_error is not None:
-                local_err[i] = "no replayable endpointInput" + (
-                    f" ({rec.input.decode_error})" if rec.input is not None else "")
-        for i, res in zip(where, results, strict=True):
-            if res.accepted:
-                local[i] = res.decoded
-                out.replayed_ok += 1
-            else:
-                local_err[i] = f"local replay rejected it: {res.status} at {res.stage}"
-                out.rejected_locally += 1
-        captured: list[dict | None] = []
-        cap_err: dict[int, str] = {}
-        for i, rec in enumerate(block):
-            tensors, _unnamed, err = capture_output_tensors(rec.output)
-            captured.append(tensors)
-            if err:
-                cap_err[i] = err
-        cmp.add(_columns(captured), _columns(local), [r.id for r in block],
-                a_errors=cap_err, b_errors=local_err)
-        out.records += len(block)
+        add_block(cmp, out, replay_block(endpoint, block, max_batch=max_batch))
         if progress:
             progress(len(block))
     out.comparison = cmp.result()
