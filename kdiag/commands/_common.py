@@ -25,3 +25,16 @@ def emit_json(doc: Any) -> None:
 def exit_with(code: int) -> None:
     """Leave a command with `code` (0 clean, 1 findings) without click's own handling."""
     raise click.exceptions.Exit(code)
+
+
+def engine_options(f):
+    """--engine/--address/--workers: where a many-record job runs (commands that offer Ray)."""
+    f = click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
+                     help="--engine ray: actors in the pool, each loading the model once.")(f)
+    f = click.option("--address", metavar="ray://HOST:10001",
+                     help="--engine ray: an existing Ray cluster (default: RAY_ADDRESS, else "
+                          "Ray started on this machine).")(f)
+    return click.option("--engine", type=click.Choice(["in-process", "ray"]),
+                        default="in-process", show_default=True,
+                        help="in-process: stream on this machine (no Ray needed); ray: run as "
+                             "a Ray Data job (pip install 'kdiag[ray]').")(f)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import emit_json, engine_options, exit_with, format_option
 
 EPILOG = """\b
 Examples:
@@ -42,8 +42,9 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies.")
 @click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="At most this many instances per stacked model call in batch replay.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write one JSON line per payload (id, outputs or error) for kdiag diff.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Write one JSON line per payload (id, outputs or error) for kdiag diff; "
+                   "with --capture --engine ray: a new folder of per-record Parquet files.")
 @click.option("--keras", "keras_path", type=click.Path(path_type=Path, dir_okay=False),
               help="The notebook's .keras model: run its own predict() on --client-input and "
                    "diff with the endpoint.")
@@ -64,6 +65,7 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
               "across machines or CI jobs.")
 @click.option("--atol", type=float, default=1e-5, show_default=True)
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
+@engine_options
 @format_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
@@ -71,7 +73,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
             client_input: str | None, unsafe_keras: bool, capture: str | None,
             endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
-            shard: str | None, atol: float, rtol: float, fmt: str) -> None:
+            shard: str | None, atol: float, rtol: float, engine: str, address: str | None,
+            workers: int, fmt: str) -> None:
     """Run PAYLOAD through the real model exactly as the endpoint would, and show every stage:
     wire, container, TF Serving's parse, the graph, TF Serving's response, the container's
     answer, what boto3 returns or raises, and what your JSON deserializer hands back.
@@ -82,9 +85,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     from kdiag.errors import KdiagError
     from kdiag.model.runner import require_tensorflow
     from kdiag.path.container import Request
-    from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.payloads.files import iter_bodies
-    from kdiag.replays.replay import notebook_versus_endpoint, replay_one
+    from kdiag.replays.replay import notebook_versus_endpoint
     from kdiag.report import console, render_replay, render_validation_batch
 
     require_tensorflow("kdiag replay")
@@ -94,7 +96,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
         _replay_capture(model, capture, framework_version=framework_version, code_dir=code_dir,
                         model_name=model_name, endpoint_url=endpoint_url, limit=limit,
                         since=since, until=until, shard=shard, max_batch=max_batch,
-                        atol=atol, rtol=rtol, fmt=fmt)
+                        atol=atol, rtol=rtol, fmt=fmt, engine=engine, address=address,
+                        workers=workers, out=out)
         return
     if payload is None:
         raise KdiagError("Give a PAYLOAD (file, - for stdin, or a folder) or --capture PATH.")
@@ -106,12 +109,17 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
              for name, body, ct in iter_bodies(payload, each_line=each_line,
                                                content_type=content_type)]
     single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
-    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
-        if single:
-            results = [replay_one(endpoint, items[0][1], items[0][0])]
-        else:
-            results = _replay_with_progress(endpoint, items, max_batch, quiet=fmt == "json")
+    if out is not None and out.is_dir():
+        raise KdiagError(f"--out {out} is a folder; give a file for the JSON-lines results.")
+    if engine == "ray" and not single:
+        from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_on_ray
+
+        spec = EndpointSpec(model, framework_version, code_dir and str(code_dir), model_name)
+        results = replay_on_ray(items, spec, max_batch=max_batch,
+                                opts=RayOptions(address, workers))
+    else:
+        results = _replay_in_process(items, model, single, framework_version, code_dir,
+                                     model_name, max_batch, quiet=fmt == "json")
     if keras_path is not None:
         notebook_versus_endpoint(results[0], keras_path, _client_input(client_input),
                                  custom_objects=custom_objects, safe_mode=not unsafe_keras,
@@ -131,6 +139,18 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
             render_validation_batch(results, con)
     differs = any(r.notebook and r.notebook.get("verdict") != "agree" for r in results)
     exit_with(1 if differs or any(not r.accepted for r in results) else 0)
+
+
+def _replay_in_process(items, model, single, framework_version, code_dir, model_name,
+                       max_batch, quiet):
+    from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.replays.replay import replay_one
+
+    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
+                       model_name=model_name) as endpoint:
+        if single:
+            return [replay_one(endpoint, items[0][1], items[0][0])]
+        return _replay_with_progress(endpoint, items, max_batch, quiet=quiet)
 
 
 def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
@@ -167,11 +187,13 @@ def _write_results(out: Path, results) -> None:
 
 
 def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,
-                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt) -> None:
+                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt,
+                    engine="in-process", address=None, workers=1, out=None) -> None:
     from rich.progress import Progress
 
     from kdiag.commands.diff import _parse_when, render
     from kdiag.comparison import CompareConfig
+    from kdiag.errors import KdiagError
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.capture_replay import replay_capture
@@ -182,22 +204,44 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                   until=_parse_when(until, "--until"),
                   shard=parse_shard(shard) if shard else None, max_batch=max_batch,
                   config=config)
-    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
-        if fmt == "json":
-            result = replay_capture(endpoint, capture, **kwargs)
-        else:
-            with Progress(transient=True) as bar:
-                task = bar.add_task("replaying capture", total=limit)
-                result = replay_capture(endpoint, capture,
-                                        progress=lambda n: bar.advance(task, n), **kwargs)
-    failed = not result.comparison.ok
+    on_ray = None
+    if engine == "ray":
+        from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_capture_on_ray
+
+        if kwargs.pop("limit") is not None:
+            raise KdiagError("--limit is for a quick look on this machine: leave out "
+                             "--engine ray, or narrow the job with --since/--until.")
+        spec = EndpointSpec(model, framework_version, code_dir and str(code_dir), model_name)
+        on_ray = replay_capture_on_ray(spec, capture, out_dir=out,
+                                       opts=RayOptions(address, workers), **kwargs)
+        result = on_ray.result
+    elif out is not None:
+        raise KdiagError("--capture --out DIR writes Parquet with --engine ray only.")
+    else:
+        with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
+                           model_name=model_name) as endpoint:
+            if fmt == "json":
+                result = replay_capture(endpoint, capture, **kwargs)
+            else:
+                with Progress(transient=True) as bar:
+                    task = bar.add_task("replaying capture", total=limit)
+                    result = replay_capture(endpoint, capture,
+                                            progress=lambda n: bar.advance(task, n), **kwargs)
+    failed = not result.comparison.ok or bool(on_ray and on_ray.unreadable)
     if fmt == "json":
-        emit_json(result.to_json())
+        emit_json(on_ray.to_json() if on_ray else result.to_json())
     else:
         con = console()
         con.print(f"{result.records} captured records: {result.replayed_ok} replayed locally, "
                   f"{result.rejected_locally} rejected by the local path; A = captured "
                   "endpoint output, B = local replay")
         render(result.comparison, con, failed=failed)
+        if on_ray:
+            from rich.text import Text
+
+            for f in on_ray.findings:
+                con.print(Text.assemble((f.code, "red"), " ", f.message))
+            if on_ray.out_files:
+                con.print(f"Per-record results: {out}/ ({len(on_ray.out_files)} Parquet "
+                          "file(s))")
     exit_with(1 if failed else 0)

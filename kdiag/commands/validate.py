@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import emit_json, engine_options, exit_with, format_option
 
 EPILOG = """\b
 Examples:
@@ -52,13 +52,15 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
               default="realtime", show_default=True, help="Sets the request-size limit.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies: "
               "validate every line as its own request.")
+@engine_options
 @format_option
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
               show_default=True, help="Also exit 1 when a finding is at or above this severity.")
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
-            endpoint_kind: str, each_line: bool, fmt: str, fail_on: str) -> None:
+            endpoint_kind: str, each_line: bool, engine: str, address: str | None, workers: int,
+            fmt: str, fail_on: str) -> None:
     """Predict what the endpoint answers to PAYLOAD, stage by stage, without the model and
     without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
     status and error text, the root cause in plain words, and a corrected payload.
@@ -80,13 +82,26 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
                            has_requirements=target.has_requirements, has_lib=target.has_lib,
                            misplaced_code=target.misplaced_code)
     results = []
-    for name, body, ct in iter_bodies(payload, each_line=each_line, content_type=content_type):
-        req = Request(body=body, content_type=ct, accept=accept,
-                      custom_attributes=custom_attributes)
-        res = validate(req, target.signatures, opts, name=name)
-        res.findings = target.findings + res.findings
-        results.append(res)
-    single = len(results) == 1 and not (Path(payload).is_dir() or each_line)
+    many = Path(payload).is_dir() or each_line
+    if engine == "ray" and many:
+        from kdiag.replays.ray_engine import RayOptions, validate_on_ray
+
+        items = [(name, Request(body=body, content_type=ct, accept=accept,
+                                custom_attributes=custom_attributes))
+                 for name, body, ct in iter_bodies(payload, each_line=each_line,
+                                                   content_type=content_type)]
+        results = validate_on_ray(items, target.signatures, opts,
+                                  extra_findings=target.findings,
+                                  opts=RayOptions(address, workers))
+    else:
+        for name, body, ct in iter_bodies(payload, each_line=each_line,
+                                          content_type=content_type):
+            req = Request(body=body, content_type=ct, accept=accept,
+                          custom_attributes=custom_attributes)
+            res = validate(req, target.signatures, opts, name=name)
+            res.findings = target.findings + res.findings
+            results.append(res)
+    single = len(results) == 1 and not many
     if fmt == "json":
         if single:
             emit_json(results[0].to_json())

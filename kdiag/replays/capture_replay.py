@@ -36,7 +36,7 @@ class CaptureReplayResult:
                 "comparison": self.comparison.to_dict()}
 
 
-def _columns(per_record: list[dict[str, np.ndarray] | None]) -> dict[str, list]:
+def columns_of(per_record: list[dict[str, np.ndarray] | None]) -> dict[str, list]:
     names = sorted({k for d in per_record if d for k in d})
     return {n: [None if d is None else d.get(n) for d in per_record] for n in names}
 
@@ -92,7 +92,7 @@ def replay_block(endpoint: LocalEndpoint, block: list[CaptureRecord], *,
 
 def add_block(cmp: Comparator, out: CaptureReplayResult, blk: ReplayedBlock) -> None:
     """Feed one replayed block to the comparison (A = captured, B = local) and the counts."""
-    cmp.add(_columns(blk.captured), _columns(blk.local), blk.ids,
+    cmp.add(columns_of(blk.captured), columns_of(blk.local), blk.ids,
             a_errors=blk.captured_errors, b_errors=blk.local_errors)
     out.records += len(blk.ids)
     out.replayed_ok += blk.replayed_ok
