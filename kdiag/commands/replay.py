@@ -110,7 +110,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
                                                content_type=content_type)]
     single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
     if out is not None and out.is_dir():
-        raise KdiagError(f"--out {out} is a folder; give a file for the JSON-lines results.")
+        raise KdiagError(f"--out {out} is a folder; give a file for the JSON-lines results "
+                         "(a folder of Parquet files is for --capture).")
     if engine == "ray" and not single:
         from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_on_ray
 
@@ -156,14 +157,19 @@ def _replay_in_process(items, model, single, framework_version, code_dir, model_
 def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
     from rich.progress import Progress
 
+    from kdiag.replays.capture_replay import CHUNK
     from kdiag.replays.replay import replay_many
 
+    def blocks(progress=None):  # CHUNK payloads at a time: bounded, and --engine ray's blocks
+        return [r for i in range(0, len(items), CHUNK)
+                for r in replay_many(endpoint, items[i:i + CHUNK], max_batch=max_batch,
+                                     progress=progress)]
+
     if quiet or len(items) < 200:
-        return replay_many(endpoint, items, max_batch=max_batch)
+        return blocks()
     with Progress(transient=True, console=None) as bar:
         task = bar.add_task("replaying", total=len(items))
-        return replay_many(endpoint, items, max_batch=max_batch,
-                           progress=lambda n: bar.advance(task, n))
+        return blocks(lambda n: bar.advance(task, n))
 
 
 def _client_input(value: str) -> object:
@@ -215,11 +221,14 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
         on_ray = replay_capture_on_ray(spec, capture, out_dir=out,
                                        opts=RayOptions(address, workers), **kwargs)
         result = on_ray.result
-    elif out is not None:
-        raise KdiagError("--capture --out DIR writes Parquet with --engine ray only.")
     else:
-        with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                           model_name=model_name) as endpoint:
+        from kdiag.replays.capture_results import parquet_results, record_rows
+
+        with parquet_results(out) as writer, LocalEndpoint(
+                model, framework_version=framework_version, code_dir=code_dir,
+                model_name=model_name) as endpoint:
+            if writer is not None:
+                kwargs["on_block"] = lambda recs, blk: writer.add(record_rows(recs, blk, config))
             if fmt == "json":
                 result = replay_capture(endpoint, capture, **kwargs)
             else:
@@ -241,7 +250,6 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
 
             for f in on_ray.findings:
                 con.print(Text.assemble((f.code, "red"), " ", f.message))
-            if on_ray.out_files:
-                con.print(f"Per-record results: {out}/ ({len(on_ray.out_files)} Parquet "
-                          "file(s))")
+        if out is not None:
+            con.print(f"Per-record results: {out}/ (Parquet)")
     exit_with(1 if failed else 0)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
+from itertools import groupby, islice
+from operator import attrgetter
 
 import numpy as np
 
@@ -17,8 +18,9 @@ from kdiag.replays.capture import CaptureRecord, CaptureStats, iter_capture
 from kdiag.replays.outputs import capture_output_tensors
 from kdiag.replays.replay import ReplayResult, replay_many
 
-# Records compared per block: the comparison's sums run block by block, so every engine feeds
-# blocks of this size in file + line order to get bit-identical results.
+# Records replayed and compared per block. A block holds consecutive records of one file: the
+# model's stacked calls (float rounding can depend on the batch) and the comparison's sums run
+# block by block, so an engine that replays the same blocks gets bit-identical results.
 CHUNK = 2000
 
 
@@ -103,19 +105,23 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
                    limit: int | None = None, since: datetime | None = None,
                    until: datetime | None = None, shard: tuple[int, int] | None = None,
                    max_batch: int = 256, chunk: int = CHUNK, config: CompareConfig | None = None,
-                   progress: Callable[[int], None] | None = None) -> CaptureReplayResult:
-    """A = what the live endpoint answered (captured), B = the local replay of the same input."""
+                   progress: Callable[[int], None] | None = None,
+                   on_block: Callable[[list[CaptureRecord], ReplayedBlock], None] | None = None
+                   ) -> CaptureReplayResult:
+    """A = what the live endpoint answered (captured), B = the local replay of the same input.
+    `on_block` sees every replayed block (e.g. to write per-record results)."""
     stats = CaptureStats()
     cmp = Comparator(config or CompareConfig())
     out = CaptureReplayResult(comparison=None, stats=stats)  # type: ignore[arg-type]
     records = iter_capture(path, endpoint_url=endpoint_url, limit=limit, since=since,
                            until=until, shard=shard, stats=stats)
-    while True:
-        block: list[CaptureRecord] = list(islice(records, chunk))
-        if not block:
-            break
-        add_block(cmp, out, replay_block(endpoint, block, max_batch=max_batch))
-        if progress:
-            progress(len(block))
+    for _source, in_file in groupby(records, key=attrgetter("source")):
+        while block := list(islice(in_file, chunk)):
+            blk = replay_block(endpoint, block, max_batch=max_batch)
+            add_block(cmp, out, blk)
+            if on_block:
+                on_block(block, blk)
+            if progress:
+                progress(len(block))
     out.comparison = cmp.result()
     return out

@@ -8,9 +8,15 @@ failing id kept, so a row and the summary cannot disagree.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 from kdiag.comparison import Comparator, CompareConfig
+from kdiag.errors import KdiagError
 from kdiag.replays.capture import CaptureRecord
 from kdiag.replays.capture_replay import ReplayedBlock, columns_of
 from kdiag.replays.outputs import result_line
@@ -19,6 +25,7 @@ from kdiag.replays.outputs import result_line
 COLUMNS = ("source", "line", "id", "event_id", "inference_id", "inference_time", "verdict",
            "mismatches", "local_status", "local_stage", "local_codes", "local_error",
            "captured_error", "captured", "local")
+ROWS_PER_PARQUET_FILE = 100_000
 _DIFFER = {"value", "nan", "inf", "shape", "dtype", "output-missing"}
 
 
@@ -64,3 +71,60 @@ def record_rows(records: list[CaptureRecord], blk: ReplayedBlock,
             "local": None if loc is None else result_line(rec.id, loc).decode().strip(),
         })
     return rows
+
+
+class ParquetParts:
+    """Per-record rows written as part-NNNNN.parquet files of a fixed schema."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            import pyarrow as pa
+        except ImportError as e:
+            raise KdiagError("--out DIR writes Parquet, which needs pyarrow: pip install "
+                             "'kdiag[ray]' (or pip install pyarrow).") from e
+        self.folder = folder
+        self.rows: list[dict] = []
+        self.files: list[str] = []
+        types = {"line": pa.int64(), "local_status": pa.int64()}
+        self.schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
+
+    def add(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= ROWS_PER_PARQUET_FILE:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows and self.files:
+            return
+        name = f"part-{len(self.files):05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(self.rows, schema=self.schema),
+                       self.folder / name)
+        self.files.append(name)
+        self.rows = []
+
+
+@contextmanager
+def parquet_results(out_dir: Path | None) -> Iterator[ParquetParts | None]:
+    """Write into a hidden sibling folder and rename it to `out_dir` only when the job ends
+    well: no partial results folder on error or Ctrl-C."""
+    if out_dir is None:
+        yield None
+        return
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise KdiagError(f"--out {out_dir}: exists and is not an empty folder; give a new "
+                         "folder for the Parquet results.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        parts = ParquetParts(tmp)
+        yield parts
+        parts.flush()
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
+        parts.folder = out_dir
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -23,11 +23,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,12 +34,12 @@ from kdiag.comparison import Comparator, CompareConfig
 from kdiag.errors import KdiagError
 from kdiag.replays.capture import CaptureFile, CaptureStats, records_in_file
 from kdiag.replays.capture_replay import CHUNK, CaptureReplayResult, ReplayedBlock, add_block
+from kdiag.replays.capture_results import parquet_results
 from kdiag.replays.capture_source import CaptureSource, list_files, read_lines
 
 RAY_MISSING = ("--engine ray needs Ray Data and pyarrow, which are not installed. Install them "
                "with: pip install 'kdiag[ray]'")
 RESTARTS = 3  # a dead actor is restarted, and its batch retried, at most this many times
-ROWS_PER_PARQUET_FILE = 100_000
 _FILE_ROW_LINE = 1 << 62  # a file's summary row sorts after its records
 
 
@@ -177,7 +175,8 @@ class RayCaptureResult:
 
 def _read_files(batch: dict, *, src: CaptureSource, since: datetime | None,
                 until: datetime | None) -> dict:
-    """Ray task: capture files -> one row per record, then one row with the file's stats."""
+    """Ray task: capture files -> rows of up to CHUNK consecutive records of one file (the
+    in-process engine's blocks), then one row with the file's stats or why it is unreadable."""
     kinds, indexes, lines, payloads = [], [], [], []
     for index, blob in zip(batch["index"], batch["file"], strict=True):
         f: CaptureFile = pickle.loads(blob)
@@ -188,11 +187,11 @@ def _read_files(batch: dict, *, src: CaptureSource, since: datetime | None,
                                         stats=stats))
         except KdiagError as e:
             recs, error = [], str(e)
-        for rec in recs:
-            kinds.append("record")
+        for start in range(0, len(recs), CHUNK):
+            kinds.append("block")
             indexes.append(int(index))
-            lines.append(rec.line)
-            payloads.append(pickle.dumps(rec))
+            lines.append(recs[start].line)
+            payloads.append(pickle.dumps(recs[start:start + CHUNK]))
         kinds.append("file")
         indexes.append(int(index))
         lines.append(_FILE_ROW_LINE)
@@ -253,56 +252,15 @@ class _CaptureReplayActor:
     def __call__(self, batch: dict) -> dict:
         from kdiag.replays.capture_results import record_rows
 
-        kinds = list(batch["kind"])
-        at = [i for i, k in enumerate(kinds) if k == "record"]
         payloads = list(batch["payload"])
-        if at:
-            recs = [pickle.loads(payloads[i]) for i in at]
-            blk = _replay_safely(self.endpoint, recs, self.max_batch)
-            rows = record_rows(recs, blk, self.config)
-            for j, i in enumerate(at):
-                payloads[i] = pickle.dumps((
-                    rows[j], blk.captured[j], blk.captured_errors.get(j), blk.local[j],
-                    blk.local_errors.get(j), _state(blk, j)))
-        return {"kind": kinds, "index": list(batch["index"]), "line": list(batch["line"]),
-                "payload": payloads}
-
-
-def _state(blk: ReplayedBlock, j: int) -> str:
-    res = blk.results.get(j)
-    return "none" if res is None else "ok" if res.accepted else "rejected"
-
-
-class _Collector:
-    """Driver side: records in file + line order, fed to the comparison in CHUNK blocks."""
-
-    def __init__(self, config: CompareConfig, out: CaptureReplayResult) -> None:
-        self.cmp = Comparator(config)
-        self.out = out
-        self.pending: list[tuple] = []
-
-    def record(self, item: tuple) -> None:
-        self.pending.append(item)
-        if len(self.pending) >= CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        blk = ReplayedBlock(ids=[], captured=[], captured_errors={}, local=[], local_errors={},
-                            results={})
-        for j, (row, cap, cap_err, loc, loc_err, state) in enumerate(self.pending):
-            blk.ids.append(row["id"])
-            blk.captured.append(cap)
-            blk.local.append(loc)
-            if cap_err:
-                blk.captured_errors[j] = cap_err
-            if loc_err:
-                blk.local_errors[j] = loc_err
-            blk.replayed_ok += state == "ok"
-            blk.rejected_locally += state == "rejected"
-        add_block(self.cmp, self.out, blk)
-        self.pending = []
+        for i, kind in enumerate(batch["kind"]):
+            if kind == "block":
+                recs = pickle.loads(payloads[i])
+                blk = _replay_safely(self.endpoint, recs, self.max_batch)
+                rows = record_rows(recs, blk, self.config)
+                payloads[i] = pickle.dumps((rows, replace(blk, results={})))
+        return {"kind": list(batch["kind"]), "index": list(batch["index"]),
+                "line": list(batch["line"]), "payload": payloads}
 
 
 def merge_stats(into: CaptureStats, part: CaptureStats) -> None:
@@ -335,8 +293,8 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
     stats = CaptureStats(files_listed=len(files))
     result = CaptureReplayResult(comparison=None, stats=stats)  # type: ignore[arg-type]
     ray_result = RayCaptureResult(result)
-    collector = _Collector(config, result)
-    with _parquet_folder(out_dir) as writer, ray_session(opts) as local:
+    cmp = Comparator(config)
+    with parquet_results(out_dir) as writer, ray_session(opts) as local:
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
@@ -345,7 +303,7 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
         ds = ds.map_batches(_read_files, batch_size=1, num_cpus=0.25,
                             fn_kwargs={"src": src, "since": since, "until": until})
-        ds = ds.map_batches(_CaptureReplayActor, batch_size=CHUNK,
+        ds = ds.map_batches(_CaptureReplayActor, batch_size=1,
                             fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
                                                    "config": config},
                             compute=ray.data.ActorPoolStrategy(size=opts.workers),
@@ -358,12 +316,11 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
                     if error:
                         ray_result.unreadable.append((name, error))
                     continue
-                item = pickle.loads(payload)
-                collector.record(item)
+                rows, blk = pickle.loads(payload)
+                add_block(cmp, result, blk)
                 if writer is not None:
-                    writer.add(item[0])
-        collector.flush()
-    result.comparison = collector.cmp.result()
+                    writer.add(rows)
+    result.comparison = cmp.result()
     if writer is not None:
         ray_result.out_files = writer.files
     return ray_result
@@ -376,12 +333,14 @@ def _validate_batch(batch: dict, *, signatures: list, opts: Any, extra_findings:
     from kdiag.diagnosis.validation import validate
 
     out = []
-    for blob in batch["item"]:
-        name, req = pickle.loads(blob)
-        res = validate(req, signatures, opts, name=name)
-        res.findings = extra_findings + res.findings
-        out.append(pickle.dumps(res))
-    return {"index": list(batch["index"]), "result": out}
+    for blob in batch["items"]:
+        results = []
+        for name, req in pickle.loads(blob):
+            res = validate(req, signatures, opts, name=name)
+            res.findings = extra_findings + res.findings
+            results.append(res)
+        out.append(pickle.dumps(results))
+    return {"index": list(batch["index"]), "results": out}
 
 
 class _PayloadReplayActor:
@@ -395,12 +354,15 @@ class _PayloadReplayActor:
     def __call__(self, batch: dict) -> dict:
         from kdiag.replays.replay import replay_many
 
-        items = [pickle.loads(b) for b in batch["item"]]
-        try:
-            results = replay_many(self.endpoint, items, max_batch=self.max_batch)
-        except Exception:  # noqa: BLE001 - isolate the payload that breaks the run
-            results = [_replay_or_crash(self.endpoint, name, req) for name, req in items]
-        return {"index": list(batch["index"]), "result": [pickle.dumps(r) for r in results]}
+        out = []
+        for blob in batch["items"]:
+            items = pickle.loads(blob)
+            try:
+                results = replay_many(self.endpoint, items, max_batch=self.max_batch)
+            except Exception:  # noqa: BLE001 - isolate the payload that breaks the run
+                results = [_replay_or_crash(self.endpoint, name, req) for name, req in items]
+            out.append(pickle.dumps(results))
+        return {"index": list(batch["index"]), "results": out}
 
 
 def crash_result(name: str, e: Exception) -> Any:
@@ -426,18 +388,21 @@ def _replay_or_crash(endpoint: Any, name: str, req: Any) -> Any:
 
 
 def _run_payload_job(items: list[tuple[str, Any]], opts: RayOptions, build: Any) -> list:
-    """Items (name, Request) through a Ray Data pipeline built by `build(ds, local)`; the
-    results in input order."""
+    """Items (name, Request) through a Ray Data pipeline built by `build(ds, local)`, in rows
+    of CHUNK items (the blocks the in-process replay stacks); the results in input order."""
     with ray_session(opts) as local:
         import ray.data
 
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        rows = [{"index": i, "item": pickle.dumps(it)} for i, it in enumerate(items)]
-        ds = build(ray.data.from_items(rows, override_num_blocks=min(len(rows), 200)), local)
-        results: list = [None] * len(items)
+        rows = [{"index": i, "items": pickle.dumps(items[i:i + CHUNK])}
+                for i in range(0, len(items), CHUNK)]
+        ds = build(ray.data.from_items(rows, override_num_blocks=len(rows)), local)
+        results: list = []
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for index, blob in zip(batch["index"], batch["result"], strict=True):
-                results[int(index)] = pickle.loads(blob)
+            for index, blob in zip(batch["index"], batch["results"], strict=True):
+                if int(index) != len(results):
+                    raise KdiagError("Ray returned the blocks out of order (preserve_order).")
+                results += pickle.loads(blob)
     return results
 
 
@@ -448,7 +413,7 @@ def validate_on_ray(items: list[tuple[str, Any]], signatures: list, options: Any
     require_ray()
     kwargs = {"signatures": signatures, "opts": options, "extra_findings": extra_findings or []}
     return _run_payload_job(items, opts, lambda ds, _local: ds.map_batches(
-        _validate_batch, batch_size=CHUNK, num_cpus=0.5, fn_kwargs=kwargs))
+        _validate_batch, batch_size=1, num_cpus=0.5, fn_kwargs=kwargs))
 
 
 def replay_on_ray(items: list[tuple[str, Any]], spec: EndpointSpec, *, max_batch: int = 256,
@@ -460,65 +425,7 @@ def replay_on_ray(items: list[tuple[str, Any]], spec: EndpointSpec, *, max_batch
     with spec.open():
         pass
     return _run_payload_job(items, opts, lambda ds, local: ds.map_batches(
-        _PayloadReplayActor, batch_size=CHUNK,
+        _PayloadReplayActor, batch_size=1,
         fn_constructor_kwargs={"spec": spec, "max_batch": max_batch},
         compute=ray.data.ActorPoolStrategy(size=opts.workers),
         num_cpus=_actor_cpus(local, opts.workers), **_bounded_retries()))
-
-
-# ---- Parquet ------------------------------------------------------------------------------
-
-class _ParquetParts:
-    """Per-record rows written as part-NNNNN.parquet files of a fixed schema."""
-
-    def __init__(self, folder: Path) -> None:
-        import pyarrow as pa
-
-        from kdiag.replays.capture_results import COLUMNS
-
-        self.folder = folder
-        self.rows: list[dict] = []
-        self.files: list[str] = []
-        types = {"line": pa.int64(), "local_status": pa.int64()}
-        self.schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
-
-    def add(self, row: dict) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= ROWS_PER_PARQUET_FILE:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self.rows and self.files:
-            return
-        name = f"part-{len(self.files):05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(self.rows, schema=self.schema),
-                       self.folder / name)
-        self.files.append(name)
-        self.rows = []
-
-
-@contextmanager
-def _parquet_folder(out_dir: Path | None) -> Iterator[_ParquetParts | None]:
-    """Write into a hidden sibling folder and rename it to `out_dir` only when the job ends
-    well: no partial results folder on error or Ctrl-C."""
-    if out_dir is None:
-        yield None
-        return
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise KdiagError(f"--out {out_dir}: exists and is not an empty folder; give a new "
-                         "folder for the Parquet results.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        parts = _ParquetParts(tmp)
-        yield parts
-        parts.flush()
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-        parts.folder = out_dir
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
