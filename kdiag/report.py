@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from kdiag.model.signature import Signature, TensorSpec, format_shape
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from kdiag.comparison import ComparisonResult, OutputComparison
     from kdiag.model.inspection import InspectResult
     from kdiag.path.trace import StageRecord
 
@@ -258,3 +260,275 @@ def render_replay(res, con: Console) -> None:
         verdict = nb.get("verdict")
         style = "green" if verdict == "agree" else "bold red"
         con.print(f"notebook versus endpoint: [{style}]{verdict}[/]")
+
+
+# ---- kdiag diff / compare ------------------------------------------------------------------------
+
+def _num(x: object) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "NaN"
+        if math.isinf(x):
+            return "Inf" if x > 0 else "-Inf"
+        return f"{x:.3g}"
+    return str(x)
+
+
+def render_comparison(r: ComparisonResult, con: Console, *, failed: bool) -> None:
+    from rich.table import Table
+
+    cfg = r.config
+    con.print(f"[bold]A[/bold] {escape(r.a.source)}  ({r.a.kind}, {r.a.records} records"
+              f"{', ids' if r.a.has_ids else ''})")
+    con.print(f"[bold]B[/bold] {escape(r.b.source)}  ({r.b.kind}, {r.b.records} records"
+              f"{', ids' if r.b.has_ids else ''})")
+    con.print(f"{r.aligned} record pairs, aligned by {r.aligned_by}; stat {cfg.stat_label}, "
+              f"atol {cfg.atol:g}, rtol {cfg.rtol:g}"
+              + "".join(f", atol {k}:{v:g}" for k, v in cfg.atol_by_output.items())
+              + "".join(f", rtol {k}:{v:g}" for k, v in cfg.rtol_by_output.items()))
+
+    if r.outputs:
+        t = Table(title="Outputs", title_justify="left")
+        for col in ("output", "dtype", "shape", "compared", "failed", "NaN/Inf",
+                    "abs max/mean", "rel max/mean", "passes with", ""):
+            t.add_column(col, no_wrap=col not in ("output", "dtype", "shape", "passes with"),
+                         justify="right" if col in ("compared", "failed", "NaN/Inf") else "left")
+        for o in r.outputs:
+            name = o.name if o.name == o.name_b else f"{o.name} / {o.name_b}"
+            dt = o.dtype_a if o.dtype_a == o.dtype_b else f"{o.dtype_a} / {o.dtype_b}"
+            sh = o.shape_a if o.shape_a == o.shape_b else f"{o.shape_a} / {o.shape_b}"
+            req = "-" if o.required_atol is None else \
+                f"atol {_num(o.required_atol)} or rtol {_num(o.required_rtol)}"
+            verdict = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
+            t.add_row(escape(name), escape(str(dt)), escape(str(sh)),
+                      f"{o.compared}/{o.records}", str(o.failed),
+                      f"{o.nan_mismatches}/{o.inf_mismatches}",
+                      f"{_num(o.abs_max)} / {_num(o.abs_mean)}", f"{_num(o.rel_max)} / {_num(o.rel_mean)}",
+                      req, verdict)
+        con.print(t)
+
+    if r.mismatches:
+        t = Table(title="Mismatches", title_justify="left")
+        for col in ("kind", "output", "records", "first ids", "detail"):
+            t.add_column(col, no_wrap=col in ("kind", "records"))
+        for m in r.mismatches:
+            t.add_row(m.kind, escape(m.output or ""), str(m.count),
+                      escape(", ".join(m.first_ids)), escape(m.detail))
+        con.print(t)
+
+    shown = [o for o in r.outputs if not o.passed and o.worst]
+    if not shown:
+        numeric = [o for o in r.outputs if o.histogram is not None]
+        shown = sorted(numeric, key=lambda o: -(o.abs_max or 0))[:1]
+    what = "max" if cfg.stat == "elemwise" else cfg.stat_label
+    for o in shown:
+        _render_worst(o, con, what)
+        if o.histogram is not None:
+            _render_histogram(o, con, what)
+
+    findings_table(con, r.findings)
+    if failed:
+        con.print("[bold red]FAIL[/]: the sets differ (see the findings above).")
+    else:
+        con.print(f"[green]PASS[/]: {r.aligned} record pairs within tolerance.")
+
+
+def _render_worst(o: OutputComparison, con: Console, what: str) -> None:
+    from rich.table import Table
+
+    if not any(w.failed or w.abs != 0 for w in o.worst):
+        return  # every listed record is exact: nothing to look at
+    label = f"abs {what}" if o.numeric else "abs"
+    t = Table(title=f"Worst records of '{escape(o.name)}'", title_justify="left")
+    for col in ("id", "verdict", label, f"rel {what}" if o.numeric else "rel", "largest at",
+                "A there", "B there"):
+        t.add_column(col, no_wrap=True)
+    for w in o.worst:
+        t.add_row(escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _num(w.abs),
+                  _num(w.rel), "[" + ", ".join(map(str, w.element)) + "]",
+                  escape(_num(w.a)), escape(_num(w.b)))
+    con.print(t)
+
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(count: int, peak: int, width: int = 40) -> str:
+    """A horizontal bar of unicode eighth blocks, `count` scaled to `peak` over `width` cells."""
+    if peak <= 0 or count <= 0:
+        return ""
+    eighths = max(1, round(count / peak * width * 8))
+    return "█" * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
+
+
+def _render_histogram(o: OutputComparison, con: Console, what: str, max_rows: int = 16
+                      ) -> None:
+    h = o.histogram
+    assert h is not None
+    bins = h.bins
+    rows: list[tuple[str, int, bool]] = []
+    if bins:
+        group = max(1, math.ceil(len(bins) / max_rows))
+        for i in range(0, len(bins), group):
+            part = bins[i:i + group]
+            lo, hi = part[0][0], part[-1][1]
+            rows.append((f"[{lo:.2e}, {hi:.2e})", sum(c for _, _, c in part), lo >= o.atol))
+    if h.zero:
+        rows.insert(0, ("exactly 0", h.zero, False))
+    if h.nonfinite:
+        rows.append(("NaN/Inf", h.nonfinite, True))
+    if not rows:
+        return
+    peak = max(c for _, c, _ in rows)
+    con.print(f"[bold]Histogram of each record's {what} |a-b|, '{escape(o.name)}'[/bold] "
+              f"(records; yellow: at or above atol {o.atol:g})")
+    width = max(len(label) for label, _, _ in rows)
+    for label, count, hot in rows:
+        style = "yellow" if hot else "cyan"
+        con.print(f"  {label:>{width}} [{style}]{bar(count, peak):<40}[/] {count}")
+
+
+# ---- kdiag probe (from the redacted JSON document) ---------------------------------------
+
+def render_probe(doc: dict, con: Console) -> None:
+    from rich.table import Table
+
+    ep = doc["endpoint"]
+    status = ep.get("status") or "?"
+    style = "green" if status == "InService" else "bold red"
+    con.print(f"[bold]Endpoint[/bold] {escape(ep['name'])} ({escape(ep.get('region') or '?')}): "
+              f"[{style}]{escape(status)}[/]"
+              + (f"  FailureReason: {escape(ep['failure_reason'])}" if ep.get("failure_reason")
+                 else ""))
+    con.print(f"config {escape(ep.get('config_name') or '?')}; TensorFlow "
+              f"{escape(doc.get('framework_version') or 'unknown')} -> container "
+              f"{escape(doc.get('generation') or '?')}; served as model "
+              f"{escape(doc.get('model_name') or '?')}")
+    if ep.get("variants"):
+        t = Table(title="Variants", title_justify="left")
+        for col in ("variant", "model", "instances", "weight"):
+            t.add_column(col, no_wrap=True)
+        for v in ep["variants"]:
+            inst = "serverless" if v.get("serverless") else \
+                f"{v.get('instance_count')} x {v.get('instance_type')}"
+            t.add_row(escape(v["name"]), escape(v.get("model_name") or "?"), escape(inst),
+                      "" if v.get("weight") is None else f"{v['weight']:g}")
+        con.print(t)
+    for m in ep.get("models") or []:
+        img = (m.get("image") or {}).get("image") or "?"
+        con.print(f"model {escape(m['name'])}: image {escape(img)}")
+        if m.get("model_data_url"):
+            con.print(f"  ModelDataUrl {escape(m['model_data_url'])}")
+        for k, v in sorted((m.get("environment") or {}).items()):
+            con.print(f"  {escape(k)}={escape(v)}")
+    cap = ep.get("data_capture")
+    if cap:
+        con.print(f"Data Capture: {'on' if cap.get('EnableCapture', True) else 'off'} -> "
+                  f"{escape(str(cap.get('DestinationS3Uri')))}")
+    sig = doc.get("signature")
+    if sig:
+        ins = ", ".join(f"{k} {v['dtype']} {v['shape']}" for k, v in sig["inputs"].items())
+        src = {"inferred": "inferred from the endpoint's answers", "s3": "the endpoint's "
+               "model.tar.gz"}.get(sig["source"], f"from {sig['source']}")
+        con.print(f"[bold]Signature[/bold] ({escape(src)}): {escape(ins)}")
+    if doc.get("payloads"):
+        t = Table(title="Payloads", title_justify="left")
+        for col in ("payload", "content type", "kdiag predicts", "endpoint answered", "agree",
+                    "replay"):
+            t.add_column(col, no_wrap=col != "payload")
+        for p in doc["payloads"]:
+            t.add_row(escape(p["name"]), escape(str(p["request"]["content_type"])),
+                      escape(_predicted(p)), escape(_live(p)), _agree(p["agreement"]),
+                      escape(_replay(p)))
+        con.print(t)
+        for p in doc["payloads"]:
+            live = p.get("live") or {}
+            if live.get("ok") and live.get("body"):
+                con.print(f"[bold]{escape(p['name'])}[/bold] answered: "
+                          + escape(" ".join(live["body"].split())[:300]), soft_wrap=True)
+            logs = p.get("logs")
+            if logs and logs.get("lines"):
+                con.print(f"[bold]{escape(p['name'])}[/bold]: log lines from "
+                          f"{escape(logs['group'])}")
+                for line in logs["lines"][:40]:
+                    con.print(f"  {escape(line['stream'])} | {escape(line['message'])}",
+                              soft_wrap=True)
+    findings = [Finding(**f) for f in doc.get("findings") or []]
+    findings_table(con, findings)
+    verb = "would send" if doc.get("dry_run") else "sent"
+    verdict = "[green]healthy[/green]" if doc.get("healthy") else "[bold red]not healthy[/]"
+    con.print(f"{verdict}; {verb} {len(doc.get('payloads') or [])} payload(s), "
+              f"{doc.get('requests_sent', 0)} of at most {doc.get('max_requests')} runtime "
+              "call(s) made.")
+
+
+def _predicted(p: dict) -> str:
+    pred = p.get("prediction")
+    if not pred:
+        return "-"
+    return f"{pred['status']} accepted" if pred["accepted"] else \
+        f"{pred['status']} at {pred['stage']}"
+
+
+def _live(p: dict) -> str:
+    live = p.get("live")
+    if not live:
+        return "not sent"
+    if live["ok"]:
+        return f"200 ({live.get('content_type')})"
+    if live["kind"] == "model-error":
+        return f"ModelError {live.get('original_status_code')}"
+    if live["kind"] == "budget":
+        return "not sent (budget)"
+    return f"{live.get('error_code') or live['kind']}"
+
+
+def _agree(value: str) -> str:
+    return {"agree": "[green]yes[/green]", "disagree": "[bold red]NO[/]"}.get(value, "-")
+
+
+def _replay(p: dict) -> str:
+    r = p.get("replay")
+    if not r:
+        return "-"
+    if "error" in r:
+        return "error"
+    if "ok" in r:
+        return "outputs match" if r["ok"] else "outputs DIFFER"
+    return f"{r.get('status')}"
+
+
+# ---- kdiag check ----------------------------------------------------------------------------
+
+STATUS_STYLE = {"passed": "[green]pass[/green]", "failed": "[bold red]FAIL[/bold red]",
+                "skipped": "[dim]skip[/dim]"}
+
+
+def render_check(result, con: Console, *, quiet: bool = False) -> None:
+    from rich.table import Table
+
+    counts = result.counts()
+    verdict = ("[bold red]FAILED[/bold red]" if result.failed else "[bold green]PASSED[/bold green]")
+    summary = (f"kdiag check {escape(result.model)}: {verdict}  {counts['passed']} passed, "
+               f"{counts['failed']} failed, {counts['skipped']} skipped in "
+               f"{result.seconds:.2f} s (fail-on {result.fail_on}"
+               + ("" if result.replayed else ", no model run") + ")")
+    if quiet:
+        con.print(summary)
+        return
+    t = Table(title="Checks", title_justify="left", expand=False)
+    t.add_column("", no_wrap=True)
+    t.add_column("check")
+    t.add_column("seen")
+    t.add_column("s", justify="right", no_wrap=True)
+    for c in result.cases:
+        t.add_row(STATUS_STYLE[c.status], escape(c.name), escape(c.detail), f"{c.seconds:.2f}")
+    con.print(t)
+    shown = [f for f in result.findings if f.code != "KD858"]
+    if shown:
+        findings_table(con, shown, show_info=result.fail_on == "info")
+    if result.config_source:
+        con.print(f"[dim]config: {escape(result.config_source)}[/dim]")
+    con.print(summary)

@@ -38,3 +38,17 @@ def engine_options(f):
                         default="in-process", show_default=True,
                         help="in-process: stream on this machine (no Ray needed); ray: run as "
                              "a Ray Data job (pip install 'kdiag[ray]').")(f)
+
+
+def parse_when(text: str | None, opt: str):
+    """--since/--until: an ISO-8601 time, or a usage error naming the option."""
+    if text is None:
+        return None
+    from kdiag.replays.capture import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write an ISO-8601 time, e.g. 2024-05-01T13:00 "
+                                 "or 2024-05-01 (UTC unless it has an offset)",
+                                 param_hint=opt) from None

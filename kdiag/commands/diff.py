@@ -26,16 +26,16 @@ Non-finite numbers are written as the strings "NaN", "Infinity", "-Infinity".
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, fail_on_option, format_option
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from kdiag.comparison import ComparisonResult, OutputComparison
+from kdiag.commands._common import (
+    emit_json,
+    exit_with,
+    fail_on_option,
+    format_option,
+    parse_when,
+)
 
 EPILOG = """\b
 A and B can be:
@@ -114,19 +114,6 @@ def parse_stat(text: str) -> tuple[str, float]:
     return name, quantile
 
 
-def _parse_when(text: str | None, opt: str):
-    if text is None:
-        return None
-    from kdiag.replays.capture import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: write an ISO-8601 time, e.g. 2024-05-01T13:00 "
-                                 "or 2024-05-01 (UTC unless it has an offset)",
-                                 param_hint=opt) from None
-
-
 @click.command("diff", epilog=EPILOG)
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
@@ -157,168 +144,23 @@ def command(a: str, b: str, atol: tuple[str, ...], rtol: tuple[str, ...], stat: 
     Shape and dtype agreement, NaN/Inf agreement, abs/rel error statistics, the tolerance that
     would have passed, the worst records and an error histogram, over millions of records.
     """
-    from kdiag.comparison import CompareConfig, compare_sets
-    from kdiag.diagnosis.findings import fails
+    import kdiag
     from kdiag.replays.capture import parse_shard
-    from kdiag.replays.outputs import load_output_set
 
     d_atol, atol_by = parse_tolerances(atol, 1e-5, "--atol")
     d_rtol, rtol_by = parse_tolerances(rtol, 1e-5, "--rtol")
     stat_name, quantile = parse_stat(stat)
-    t0, t1 = _parse_when(since, "--since"), _parse_when(until, "--until")
+    t0, t1 = parse_when(since, "--since"), parse_when(until, "--until")
     shard_kn = parse_shard(shard) if shard else None
-    config = CompareConfig(atol=d_atol, rtol=d_rtol, atol_by_output=atol_by,
-                           rtol_by_output=rtol_by, stat=stat_name, quantile=quantile,
-                           worst=worst)
-    sets = [load_output_set(p, endpoint_url=endpoint_url, limit=limit, since=t0, until=t1,
-                            shard=shard_kn) for p in (a, b)]
-    filtered = bool(t0 or t1 or shard_kn)
-    subset = [s.kind == "capture" and filtered for s in sets]
-    ignore = set()
-    if subset[0] and not subset[1]:
-        ignore.add("a")
-    if subset[1] and not subset[0]:
-        ignore.add("b")
-    result = compare_sets(sets[0], sets[1], config, ignore_missing=ignore)
-    failed = fails(result.findings, fail_on)
+    comparison = kdiag.compare(
+        a, b, atol=d_atol, rtol=d_rtol, atol_by_output=atol_by, rtol_by_output=rtol_by,
+        stat=stat_name, quantile=quantile, worst=worst, fail_on=fail_on,
+        endpoint_url=endpoint_url, limit=limit, since=t0, until=t1, shard=shard_kn)
+    failed = not comparison.passed
     if fmt == "json":
-        emit_json({"passed": not failed, "fail_on": fail_on, **result.to_dict()})
+        emit_json(comparison.to_dict())
     else:
-        from kdiag.report import console
+        from kdiag.report import console, render_comparison
 
-        render(result, console(), failed=failed)
+        render_comparison(comparison.result, console(), failed=failed)
     exit_with(1 if failed else 0)
-
-
-# ---- text rendering ------------------------------------------------------------------------
-
-def _g(x: object) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "NaN"
-        if math.isinf(x):
-            return "Inf" if x > 0 else "-Inf"
-        return f"{x:.3g}"
-    return str(x)
-
-
-def render(r: ComparisonResult, con: Console, *, failed: bool) -> None:
-    from rich.table import Table
-
-    from kdiag.report import escape, findings_table
-
-    cfg = r.config
-    con.print(f"[bold]A[/bold] {escape(r.a.source)}  ({r.a.kind}, {r.a.records} records"
-              f"{', ids' if r.a.has_ids else ''})")
-    con.print(f"[bold]B[/bold] {escape(r.b.source)}  ({r.b.kind}, {r.b.records} records"
-              f"{', ids' if r.b.has_ids else ''})")
-    con.print(f"{r.aligned} record pairs, aligned by {r.aligned_by}; stat {cfg.stat_label}, "
-              f"atol {cfg.atol:g}, rtol {cfg.rtol:g}"
-              + "".join(f", atol {k}:{v:g}" for k, v in cfg.atol_by_output.items())
-              + "".join(f", rtol {k}:{v:g}" for k, v in cfg.rtol_by_output.items()))
-
-    if r.outputs:
-        t = Table(title="Outputs", title_justify="left")
-        for col in ("output", "dtype", "shape", "compared", "failed", "NaN/Inf",
-                    "abs max/mean", "rel max/mean", "passes with", ""):
-            t.add_column(col, no_wrap=col not in ("output", "dtype", "shape", "passes with"),
-                         justify="right" if col in ("compared", "failed", "NaN/Inf") else "left")
-        for o in r.outputs:
-            name = o.name if o.name == o.name_b else f"{o.name} / {o.name_b}"
-            dt = o.dtype_a if o.dtype_a == o.dtype_b else f"{o.dtype_a} / {o.dtype_b}"
-            sh = o.shape_a if o.shape_a == o.shape_b else f"{o.shape_a} / {o.shape_b}"
-            req = "-" if o.required_atol is None else \
-                f"atol {_g(o.required_atol)} or rtol {_g(o.required_rtol)}"
-            verdict = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
-            t.add_row(escape(name), escape(str(dt)), escape(str(sh)),
-                      f"{o.compared}/{o.records}", str(o.failed),
-                      f"{o.nan_mismatches}/{o.inf_mismatches}",
-                      f"{_g(o.abs_max)} / {_g(o.abs_mean)}", f"{_g(o.rel_max)} / {_g(o.rel_mean)}",
-                      req, verdict)
-        con.print(t)
-
-    if r.mismatches:
-        t = Table(title="Mismatches", title_justify="left")
-        for col in ("kind", "output", "records", "first ids", "detail"):
-            t.add_column(col, no_wrap=col in ("kind", "records"))
-        for m in r.mismatches:
-            t.add_row(m.kind, escape(m.output or ""), str(m.count),
-                      escape(", ".join(m.first_ids)), escape(m.detail))
-        con.print(t)
-
-    shown = [o for o in r.outputs if not o.passed and o.worst]
-    if not shown:
-        numeric = [o for o in r.outputs if o.histogram is not None]
-        shown = sorted(numeric, key=lambda o: -(o.abs_max or 0))[:1]
-    what = "max" if cfg.stat == "elemwise" else cfg.stat_label
-    for o in shown:
-        _render_worst(o, con, what)
-        if o.histogram is not None:
-            _render_histogram(o, con, what)
-
-    findings_table(con, r.findings)
-    if failed:
-        con.print("[bold red]FAIL[/]: the sets differ (see the findings above).")
-    else:
-        con.print(f"[green]PASS[/]: {r.aligned} record pairs within tolerance.")
-
-
-def _render_worst(o: OutputComparison, con: Console, what: str) -> None:
-    from rich.table import Table
-
-    from kdiag.report import escape
-
-    if not any(w.failed or w.abs != 0 for w in o.worst):
-        return  # every listed record is exact: nothing to look at
-    label = f"abs {what}" if o.numeric else "abs"
-    t = Table(title=f"Worst records of '{escape(o.name)}'", title_justify="left")
-    for col in ("id", "verdict", label, f"rel {what}" if o.numeric else "rel", "largest at",
-                "A there", "B there"):
-        t.add_column(col, no_wrap=True)
-    for w in o.worst:
-        t.add_row(escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _g(w.abs),
-                  _g(w.rel), "[" + ", ".join(map(str, w.element)) + "]",
-                  escape(_g(w.a)), escape(_g(w.b)))
-    con.print(t)
-
-
-BLOCKS = " ▏▎▍▌▋▊▉█"
-
-
-def bar(count: int, peak: int, width: int = 40) -> str:
-    """A horizontal bar of unicode eighth blocks, `count` scaled to `peak` over `width` cells."""
-    if peak <= 0 or count <= 0:
-        return ""
-    eighths = max(1, round(count / peak * width * 8))
-    return "█" * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
-
-
-def _render_histogram(o: OutputComparison, con: Console, what: str, max_rows: int = 16
-                      ) -> None:
-    from kdiag.report import escape
-
-    h = o.histogram
-    assert h is not None
-    bins = h.bins
-    rows: list[tuple[str, int, bool]] = []
-    if bins:
-        group = max(1, math.ceil(len(bins) / max_rows))
-        for i in range(0, len(bins), group):
-            part = bins[i:i + group]
-            lo, hi = part[0][0], part[-1][1]
-            rows.append((f"[{lo:.2e}, {hi:.2e})", sum(c for _, _, c in part), lo >= o.atol))
-    if h.zero:
-        rows.insert(0, ("exactly 0", h.zero, False))
-    if h.nonfinite:
-        rows.append(("NaN/Inf", h.nonfinite, True))
-    if not rows:
-        return
-    peak = max(c for _, c, _ in rows)
-    con.print(f"[bold]Histogram of each record's {what} |a-b|, '{escape(o.name)}'[/bold] "
-              f"(records; yellow: at or above atol {o.atol:g})")
-    width = max(len(label) for label, _, _ in rows)
-    for label, count, hot in rows:
-        style = "yellow" if hot else "cyan"
-        con.print(f"  {label:>{width}} [{style}]{bar(count, peak):<40}[/] {count}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -44,7 +45,7 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
               help="At most this many instances per stacked model call in batch replay.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Write one JSON line per payload (id, outputs or error) for kdiag diff; "
-                   "with --capture --engine ray: a new folder of per-record Parquet files.")
+                   "with --capture: a new folder of per-record Parquet files.")
 @click.option("--keras", "keras_path", type=click.Path(path_type=Path, dir_okay=False),
               help="The notebook's .keras model: run its own predict() on --client-input and "
                    "diff with the endpoint.")
@@ -82,12 +83,12 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     PAYLOAD is a file, - for stdin, or a folder of payload files (replayed in stacked model
     calls). Needs TensorFlow.
     """
+    import kdiag
     from kdiag.errors import KdiagError
     from kdiag.model.runner import require_tensorflow
-    from kdiag.path.container import Request
     from kdiag.payloads.files import iter_bodies
-    from kdiag.replays.replay import notebook_versus_endpoint
     from kdiag.report import console, render_replay, render_validation_batch
+    from kdiag.results import Payload, batch_document
 
     require_tensorflow("kdiag replay")
     if capture is not None:
@@ -104,34 +105,37 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     if (keras_path is None) != (client_input is None):
         raise KdiagError("--keras and --client-input go together: the notebook's model and "
                          "what the notebook passed to its predict().")
-    items = [(name, Request(body=body, content_type=ct, accept=accept,
-                            custom_attributes=custom_attributes))
+    items = [Payload(ct, body, name=name)
              for name, body, ct in iter_bodies(payload, each_line=each_line,
                                                content_type=content_type)]
     single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
+    kwargs = dict(accept=accept, custom_attributes=custom_attributes,
+                  framework_version=framework_version, code=code_dir, model_name=model_name,
+                  max_batch=max_batch, keras=keras_path,
+                  client_input=None if client_input is None else _client_input(client_input),
+                  custom_objects=custom_objects, unsafe_keras=unsafe_keras, atol=atol, rtol=rtol)
     if out is not None and out.is_dir():
         raise KdiagError(f"--out {out} is a folder; give a file for the JSON-lines results "
                          "(a folder of Parquet files is for --capture).")
     if engine == "ray" and not single:
-        from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_on_ray
+        from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_payloads_on_ray
 
+        if keras_path is not None:
+            raise KdiagError("--keras compares one payload with the notebook: leave out "
+                             "--engine ray.")
         spec = EndpointSpec(model, framework_version, code_dir and str(code_dir), model_name)
-        results = replay_on_ray(items, spec, max_batch=max_batch,
-                                opts=RayOptions(address, workers))
+        results = replay_payloads_on_ray(items, spec, partial(_replay_block, kwargs=kwargs),
+                                         opts=RayOptions(address, workers))
+        report = None
+    elif single:
+        report = kdiag.replay(items[0], model, **kwargs)
     else:
-        results = _replay_in_process(items, model, single, framework_version, code_dir,
-                                     model_name, max_batch, quiet=fmt == "json")
-    if keras_path is not None:
-        notebook_versus_endpoint(results[0], keras_path, _client_input(client_input),
-                                 custom_objects=custom_objects, safe_mode=not unsafe_keras,
-                                 atol=atol, rtol=rtol)
+        report = _replay_with_progress(items, model, kwargs, quiet=fmt == "json")
+    results = list(report.results) if report is not None else results
     if out is not None:
         _write_results(out, results)
     if fmt == "json":
-        emit_json(results[0].to_json() if single else
-                  {"results": [r.to_json() for r in results],
-                   "accepted": sum(r.accepted for r in results),
-                   "rejected": sum(not r.accepted for r in results)})
+        emit_json(report.to_dict() if single else batch_document(results))
     else:
         con = console()
         if single:
@@ -142,34 +146,23 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     exit_with(1 if differs or any(not r.accepted for r in results) else 0)
 
 
-def _replay_in_process(items, model, single, framework_version, code_dir, model_name,
-                       max_batch, quiet):
-    from kdiag.path.local_endpoint import LocalEndpoint
-    from kdiag.replays.replay import replay_one
-
-    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
-        if single:
-            return [replay_one(endpoint, items[0][1], items[0][0])]
-        return _replay_with_progress(endpoint, items, max_batch, quiet=quiet)
-
-
-def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
+def _replay_with_progress(items, model: str, kwargs: dict, quiet: bool):
     from rich.progress import Progress
 
-    from kdiag.replays.capture_replay import CHUNK
-    from kdiag.replays.replay import replay_many
-
-    def blocks(progress=None):  # CHUNK payloads at a time: bounded, and --engine ray's blocks
-        return [r for i in range(0, len(items), CHUNK)
-                for r in replay_many(endpoint, items[i:i + CHUNK], max_batch=max_batch,
-                                     progress=progress)]
+    import kdiag
 
     if quiet or len(items) < 200:
-        return blocks()
+        return kdiag.replay(items, model, **kwargs)
     with Progress(transient=True, console=None) as bar:
         task = bar.add_task("replaying", total=len(items))
-        return blocks(lambda n: bar.advance(task, n))
+        return kdiag.replay(items, model, progress=lambda n: bar.advance(task, n), **kwargs)
+
+
+def _replay_block(items: list, endpoint, *, kwargs: dict) -> list:
+    """One block of payloads through kdiag.replay on an open endpoint (--engine ray's actors)."""
+    import kdiag
+
+    return list(kdiag.replay(list(items), endpoint, **kwargs).results)
 
 
 def _client_input(value: str) -> object:
@@ -197,21 +190,22 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                     engine="in-process", address=None, workers=1, out=None) -> None:
     from rich.progress import Progress
 
-    from kdiag.commands.diff import _parse_when, render
+    from kdiag.commands._common import parse_when
     from kdiag.comparison import CompareConfig
-    from kdiag.errors import KdiagError
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.capture_replay import replay_capture
-    from kdiag.report import console
+    from kdiag.report import console, findings_table, render_comparison
+    from kdiag.results import SCHEMA_VERSION
 
     config = CompareConfig(atol=atol, rtol=rtol)
-    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=_parse_when(since, "--since"),
-                  until=_parse_when(until, "--until"),
+    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=parse_when(since, "--since"),
+                  until=parse_when(until, "--until"),
                   shard=parse_shard(shard) if shard else None, max_batch=max_batch,
                   config=config)
     on_ray = None
     if engine == "ray":
+        from kdiag.errors import KdiagError
         from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_capture_on_ray
 
         if kwargs.pop("limit") is not None:
@@ -238,18 +232,16 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                                             progress=lambda n: bar.advance(task, n), **kwargs)
     failed = not result.comparison.ok or bool(on_ray and on_ray.unreadable)
     if fmt == "json":
-        emit_json(on_ray.to_json() if on_ray else result.to_json())
+        emit_json({"schema_version": SCHEMA_VERSION,
+                   **(on_ray.to_json() if on_ray else result.to_json())})
     else:
         con = console()
         con.print(f"{result.records} captured records: {result.replayed_ok} replayed locally, "
                   f"{result.rejected_locally} rejected by the local path; A = captured "
                   "endpoint output, B = local replay")
-        render(result.comparison, con, failed=failed)
-        if on_ray:
-            from rich.text import Text
-
-            for f in on_ray.findings:
-                con.print(Text.assemble((f.code, "red"), " ", f.message))
+        render_comparison(result.comparison, con, failed=failed)
+        if on_ray and on_ray.findings:
+            findings_table(con, on_ray.findings)
         if out is not None:
             con.print(f"Per-record results: {out}/ (Parquet)")
     exit_with(1 if failed else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -68,47 +69,30 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     PAYLOAD is a file, - for stdin, or a folder of payload files.
     """
     from kdiag.diagnosis.findings import fails
-    from kdiag.diagnosis.validation import ValidateOptions, validate
     from kdiag.model.target import resolve_target
-    from kdiag.path.container import Request
     from kdiag.payloads.files import iter_bodies
     from kdiag.report import console, render_validation, render_validation_batch
+    from kdiag.results import batch_document
 
+    # Resolved once: a folder of payloads does not read (or decompress) the model per body.
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
-    opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
-                           signature_name=signature_name, endpoint_kind=endpoint_kind,
-                           model_name=target.model_name, versions=target.versions,
-                           has_requirements=target.has_requirements, has_lib=target.has_lib,
-                           misplaced_code=target.misplaced_code)
-    results = []
+    one = partial(_validate_one, target=target, framework_version=framework_version,
+                  accept=accept, custom_attributes=custom_attributes, via=via, code=code_dir,
+                  signature_name=signature_name, endpoint_kind=endpoint_kind)
+    bodies = iter_bodies(payload, each_line=each_line, content_type=content_type)
     many = Path(payload).is_dir() or each_line
     if engine == "ray" and many:
-        from kdiag.replays.ray_engine import RayOptions, validate_on_ray
+        from kdiag.replays.ray_engine import RayOptions, map_payloads_on_ray
 
-        items = [(name, Request(body=body, content_type=ct, accept=accept,
-                                custom_attributes=custom_attributes))
-                 for name, body, ct in iter_bodies(payload, each_line=each_line,
-                                                   content_type=content_type)]
-        results = validate_on_ray(items, target.signatures, opts,
-                                  extra_findings=target.findings,
-                                  opts=RayOptions(address, workers))
+        diagnoses = map_payloads_on_ray(list(bodies), partial(_validate_block, one=one),
+                                        opts=RayOptions(address, workers))
     else:
-        for name, body, ct in iter_bodies(payload, each_line=each_line,
-                                          content_type=content_type):
-            req = Request(body=body, content_type=ct, accept=accept,
-                          custom_attributes=custom_attributes)
-            res = validate(req, target.signatures, opts, name=name)
-            res.findings = target.findings + res.findings
-            results.append(res)
+        diagnoses = [one(item) for item in bodies]
+    results = [d.result for d in diagnoses]
     single = len(results) == 1 and not many
     if fmt == "json":
-        if single:
-            emit_json(results[0].to_json())
-        else:
-            emit_json({"results": [r.to_json() for r in results],
-                       "accepted": sum(r.accepted for r in results),
-                       "rejected": sum(not r.accepted for r in results)})
+        emit_json(diagnoses[0].to_dict() if single else batch_document(results))
     else:
         con = console()
         if single:
@@ -117,3 +101,14 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
             render_validation_batch(results, con)
     bad = any(not r.accepted or fails(r.findings, fail_on) for r in results)
     exit_with(1 if bad else 0)
+
+
+def _validate_one(item: tuple, *, target, **options):
+    import kdiag
+
+    name, body, ct = item
+    return kdiag.validate(body, target, content_type=ct, name=name, **options)
+
+
+def _validate_block(items: list, *, one) -> list:
+    return [one(item) for item in items]

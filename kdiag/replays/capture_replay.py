@@ -16,12 +16,13 @@ from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.replays.capture import CaptureRecord, CaptureStats, iter_capture
 from kdiag.replays.outputs import capture_output_tensors
-from kdiag.replays.replay import ReplayResult, replay_many
+from kdiag.replays.replay import BLOCK, ReplayResult, replay_many
 
-# Records replayed and compared per block. A block holds consecutive records of one file: the
-# model's stacked calls (float rounding can depend on the batch) and the comparison's sums run
-# block by block, so an engine that replays the same blocks gets bit-identical results.
-CHUNK = 2000
+# Records replayed and compared per block (replay.BLOCK). A block holds consecutive records of
+# one file: the model's stacked calls (float rounding can depend on the batch) and the
+# comparison's sums run block by block, so an engine that replays the same blocks gets
+# bit-identical results.
+CHUNK = BLOCK
 
 
 @dataclass

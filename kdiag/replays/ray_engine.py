@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,6 +36,7 @@ from kdiag.replays.capture import CaptureFile, CaptureStats, records_in_file
 from kdiag.replays.capture_replay import CHUNK, CaptureReplayResult, ReplayedBlock, add_block
 from kdiag.replays.capture_results import parquet_results
 from kdiag.replays.capture_source import CaptureSource, list_files, read_lines
+from kdiag.replays.replay import BLOCK
 
 RAY_MISSING = ("--engine ray needs Ray Data and pyarrow, which are not installed. Install them "
                "with: pip install 'kdiag[ray]'")
@@ -328,45 +329,8 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
 
 # ---- folder / JSON-lines validate and replay -------------------------------------------------
 
-def _validate_batch(batch: dict, *, signatures: list, opts: Any, extra_findings: list) -> dict:
-    """Ray task: validate payloads (no model, no TensorFlow) with the in-process validator."""
-    from kdiag.diagnosis.validation import validate
-
-    out = []
-    for blob in batch["items"]:
-        results = []
-        for name, req in pickle.loads(blob):
-            res = validate(req, signatures, opts, name=name)
-            res.findings = extra_findings + res.findings
-            results.append(res)
-        out.append(pickle.dumps(results))
-    return {"index": list(batch["index"]), "results": out}
-
-
-class _PayloadReplayActor:
-    """Ray actor: loads the model once, replays payloads in stacked model calls."""
-
-    def __init__(self, spec: EndpointSpec, max_batch: int) -> None:
-        self.endpoint = spec.open()
-        self.endpoint.runner  # noqa: B018 - load TensorFlow and the model now, once
-        self.max_batch = max_batch
-
-    def __call__(self, batch: dict) -> dict:
-        from kdiag.replays.replay import replay_many
-
-        out = []
-        for blob in batch["items"]:
-            items = pickle.loads(blob)
-            try:
-                results = replay_many(self.endpoint, items, max_batch=self.max_batch)
-            except Exception:  # noqa: BLE001 - isolate the payload that breaks the run
-                results = [_replay_or_crash(self.endpoint, name, req) for name, req in items]
-            out.append(pickle.dumps(results))
-        return {"index": list(batch["index"]), "results": out}
-
-
-def crash_result(name: str, e: Exception) -> Any:
-    """A payload whose local replay raised: a rejected result with finding KD880."""
+def crash_result(name: str | None, e: Exception) -> Any:
+    """A payload whose local run raised: a rejected result with finding KD880."""
     from kdiag.diagnosis.findings import Finding
     from kdiag.replays.replay import ReplayResult
 
@@ -378,24 +342,54 @@ def crash_result(name: str, e: Exception) -> Any:
                                           "--debug) to see the traceback.")])
 
 
-def _replay_or_crash(endpoint: Any, name: str, req: Any) -> Any:
-    from kdiag.replays.replay import replay_one
-
+def _isolated(call: Callable[[list], list], items: list) -> list:
+    """call(items); when it raises, item by item, an item that still raises getting a crash
+    result (a finding for it, not a failed job)."""
     try:
-        return replay_one(endpoint, req, name)
-    except Exception as e:  # noqa: BLE001
-        return crash_result(name, e)
+        return list(call(items))
+    except Exception:  # noqa: BLE001 - find the item that breaks the block
+        pass
+    out = []
+    for item in items:
+        try:
+            out += call([item])
+        except Exception as e:  # noqa: BLE001
+            out.append(crash_result(getattr(item, "name", None), e))
+    return out
 
 
-def _run_payload_job(items: list[tuple[str, Any]], opts: RayOptions, build: Any) -> list:
-    """Items (name, Request) through a Ray Data pipeline built by `build(ds, local)`, in rows
-    of CHUNK items (the blocks the in-process replay stacks); the results in input order."""
+def _map_payloads(batch: dict, *, fn: Callable) -> dict:
+    """Ray task: fn(payloads) on each row's block of payloads (validate needs no model)."""
+    return {"index": list(batch["index"]),
+            "results": [pickle.dumps(_isolated(fn, pickle.loads(blob)))
+                        for blob in batch["items"]]}
+
+
+class _PayloadReplayActor:
+    """Ray actor: opens the endpoint once (TensorFlow and the model loaded), then runs
+    fn(payloads, endpoint) on each block."""
+
+    def __init__(self, spec: EndpointSpec, fn: Callable) -> None:
+        self.endpoint = spec.open()
+        self.endpoint.runner  # noqa: B018 - load TensorFlow and the model now, once
+        self.fn = fn
+
+    def __call__(self, batch: dict) -> dict:
+        return {"index": list(batch["index"]),
+                "results": [pickle.dumps(_isolated(lambda b: self.fn(b, self.endpoint),
+                                                   pickle.loads(blob)))
+                            for blob in batch["items"]]}
+
+
+def _run_payload_job(items: list, opts: RayOptions, build: Callable) -> list:
+    """Items through a Ray Data pipeline built by `build(ds, local)`, in rows of BLOCK items
+    (the blocks the in-process replay stacks); the results in input order."""
     with ray_session(opts) as local:
         import ray.data
 
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        rows = [{"index": i, "items": pickle.dumps(items[i:i + CHUNK])}
-                for i in range(0, len(items), CHUNK)]
+        rows = [{"index": i, "items": pickle.dumps(items[i:i + BLOCK])}
+                for i in range(0, len(items), BLOCK)]
         ds = build(ray.data.from_items(rows, override_num_blocks=len(rows)), local)
         results: list = []
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -406,26 +400,27 @@ def _run_payload_job(items: list[tuple[str, Any]], opts: RayOptions, build: Any)
     return results
 
 
-def validate_on_ray(items: list[tuple[str, Any]], signatures: list, options: Any, *,
-                    extra_findings: list | None = None, opts: RayOptions = RayOptions()
-                    ) -> list:
-    """`validate` of many payloads as Ray tasks; the same ValidationResults, in input order."""
+def map_payloads_on_ray(items: list, fn: Callable[[list], list], *,
+                        opts: RayOptions = RayOptions()) -> list:
+    """fn over blocks of payloads as Ray tasks (e.g. the in-process validate, one per
+    payload); the results in input order. `fn` must be picklable (a module-level function or
+    a functools.partial of one)."""
     require_ray()
-    kwargs = {"signatures": signatures, "opts": options, "extra_findings": extra_findings or []}
     return _run_payload_job(items, opts, lambda ds, _local: ds.map_batches(
-        _validate_batch, batch_size=1, num_cpus=0.5, fn_kwargs=kwargs))
+        _map_payloads, batch_size=1, num_cpus=0.5, fn_kwargs={"fn": fn}))
 
 
-def replay_on_ray(items: list[tuple[str, Any]], spec: EndpointSpec, *, max_batch: int = 256,
-                  opts: RayOptions = RayOptions()) -> list:
-    """`replay` of many payloads in an actor pool; the same ReplayResults, in input order."""
+def replay_payloads_on_ray(items: list, spec: EndpointSpec,
+                           fn: Callable[[list, Any], list], *,
+                           opts: RayOptions = RayOptions()) -> list:
+    """fn(block, endpoint) over blocks of payloads in an actor pool whose actors open the
+    endpoint once (e.g. the in-process replay); the results in input order."""
     import ray.data
 
     require_ray()
-    with spec.open():
+    with spec.open():  # the model is readable and servable, before any worker starts
         pass
     return _run_payload_job(items, opts, lambda ds, local: ds.map_batches(
-        _PayloadReplayActor, batch_size=1,
-        fn_constructor_kwargs={"spec": spec, "max_batch": max_batch},
+        _PayloadReplayActor, batch_size=1, fn_constructor_kwargs={"spec": spec, "fn": fn},
         compute=ray.data.ActorPoolStrategy(size=opts.workers),
         num_cpus=_actor_cpus(local, opts.workers), **_bounded_retries()))

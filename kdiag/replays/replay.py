@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from kdiag.diagnosis.findings import Finding
-from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
+from kdiag.diagnosis.validation import (
+    ValidateOptions,
+    ValidationResult,
+    attach_fixed_payload,
+)
 from kdiag.model.signature import format_shape, pick_signature
 from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
@@ -22,7 +26,7 @@ from kdiag.path.request_path import Invocation, caller_view, tensor_summary
 from kdiag.path.trace import StageRecord
 
 # Graph failures that say more than "the graph failed": (substring, code, cause, fix).
-_MODEL_RULES = [
+MODEL_RULES = [
     ("Could not find variable", "KD501",
      "TF Serving's loader cannot restore this SavedModel's variables: it was written by "
      "tf.saved_model.save from a Keras 3 model, whose variables only the TF2 object loader finds "
@@ -98,7 +102,7 @@ def _client_decode(inv: Invocation, out_names: list[str]) -> tuple[StageRecord, 
 def _model_findings(inv: Invocation) -> list[Finding]:
     if not inv.model_error:
         return []
-    for needle, code, cause, fix in _MODEL_RULES:
+    for needle, code, cause, fix in MODEL_RULES:
         if needle in inv.model_error:
             return [Finding(code, "error", "model", cause, fix)]
     if inv.stage == "model":
@@ -146,6 +150,7 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
                            code_dir=endpoint.code_dir)
     if not accepted:
         diagnose(res, req, endpoint.signatures, opts, sig)
+        attach_fixed_payload(res, req, endpoint.signatures, opts, sig)
     return res
 
 
@@ -153,11 +158,26 @@ def replay_one(endpoint: LocalEndpoint, req: Request, name: str | None = None) -
     return to_result(endpoint.invoke(req), req, endpoint, name)
 
 
+# Payloads replayed per block. The model's stacked calls are formed within a block, and float
+# rounding can depend on the batch, so every engine that replays the same blocks (in-process,
+# --engine ray) gets bit-identical outputs; it also bounds what one block holds in memory.
+BLOCK = 2000
+
+
 def replay_many(endpoint: LocalEndpoint, items: Iterable[tuple[str, Request]], *,
                 max_batch: int = 256, progress: Callable[[int], None] | None = None
                 ) -> list[ReplayResult]:
-    """Replay many payloads: the container and parse stages per payload, then the model in
-    stacked calls of at most `max_batch` instances, then each answer split back."""
+    """Replay many payloads, BLOCK at a time: the container and parse stages per payload, then
+    the model in stacked calls of at most `max_batch` instances, then each answer split back."""
+    items = list(items)
+    out: list[ReplayResult] = []
+    for start in range(0, len(items), BLOCK):
+        out += _replay_block(endpoint, items[start:start + BLOCK], max_batch, progress)
+    return out
+
+
+def _replay_block(endpoint: LocalEndpoint, items: list[tuple[str, Request]], max_batch: int,
+                  progress: Callable[[int], None] | None) -> list[ReplayResult]:
     from kdiag.replays.batching import run_batched
 
     pending = []
