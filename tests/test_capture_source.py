@@ -69,3 +69,43 @@ def test_a_missing_source_is_one_clear_error(tmp_path):
 
     with pytest.raises(KdiagError, match="no such file or folder"):
         list_files(CaptureSource(str(tmp_path / "nope")))
+
+
+def test_the_ray_read_stage_names_unreadable_files_and_reads_the_others(tmp_path):
+    """Ray's read task (run here as a plain function): a file that is not capture and a
+    corrupt gzip each give a row naming the file; the good files' records come through, in
+    blocks of one file, in line order."""
+    import pickle
+
+    from kdiag.replays.ray_engine import RayCaptureResult, read_capture_rows
+
+    gen.write_capture(tmp_path, 200)
+    hour = tmp_path / "ep/AllTraffic/2024/05/01/11"
+    (hour / "zz-not-capture.jsonl").write_text("not a capture line\n" * 25)
+    (hour / "zz-broken.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    src = CaptureSource(str(tmp_path))
+    files = list_files(src, since=SINCE, until=UNTIL)
+    assert len(files) == 12
+    rows = read_capture_rows({"index": list(range(len(files))),
+                              "file": [pickle.dumps(f) for f in files]},
+                             src=src, since=SINCE, until=UNTIL)
+    errors, records = {}, []
+    for kind, payload in zip(rows["kind"], rows["payload"], strict=True):
+        if kind == "file":
+            name, _stats, error = pickle.loads(payload)
+            if error:
+                errors[name.rsplit("/", 1)[-1]] = error
+        else:
+            records += pickle.loads(payload)
+    assert set(errors) == {"zz-not-capture.jsonl", "zz-broken.jsonl.gz"}
+    assert "is this a capture file?" in errors["zz-not-capture.jsonl"]
+    good = [f.path for f in files if not f.path.rsplit("/", 1)[-1].startswith("zz-")]
+    assert records == [r for path in good
+                       for r in iter_capture(path, since=SINCE, until=UNTIL)]
+
+    from kdiag.replays.capture_replay import CaptureReplayResult
+
+    result = RayCaptureResult(CaptureReplayResult(comparison=None),
+                              unreadable=sorted(errors.items()))
+    assert [f.code for f in result.findings] == ["KD881", "KD881"]
+    assert "zz-broken.jsonl.gz" in result.findings[0].message

@@ -174,7 +174,7 @@ class RayCaptureResult:
         return doc
 
 
-def _read_files(batch: dict, *, src: CaptureSource, since: datetime | None,
+def read_capture_rows(batch: dict, *, src: CaptureSource, since: datetime | None,
                 until: datetime | None) -> dict:
     """Ray task: capture files -> rows of up to CHUNK consecutive records of one file (the
     in-process engine's blocks), then one row with the file's stats or why it is unreadable."""
@@ -302,7 +302,7 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
         ctx.execution_options.preserve_order = True
         items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
-        ds = ds.map_batches(_read_files, batch_size=1, num_cpus=0.25,
+        ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
                             fn_kwargs={"src": src, "since": since, "until": until})
         ds = ds.map_batches(_CaptureReplayActor, batch_size=1,
                             fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
