@@ -30,7 +30,8 @@ def exit_with(code: int) -> None:
 def engine_options(f):
     """--engine/--address/--workers: where a many-record job runs (commands that offer Ray)."""
     f = click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
-                     help="--engine ray: actors in the pool, each loading the model once.")(f)
+                     help="--engine ray: parallel workers (for a model: actors, each loading "
+                          "it once).")(f)
     f = click.option("--address", metavar="ray://HOST:10001",
                      help="--engine ray: an existing Ray cluster (default: RAY_ADDRESS, else "
                           "Ray started on this machine).")(f)

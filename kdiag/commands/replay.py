@@ -17,6 +17,8 @@ Examples:
   kdiag replay bodies.jsonl --each-line --model export/1 --max-batch 512
   kdiag replay body.json --model export/1 --keras model.keras \\
       --custom-objects my_model.py --client-input '{"data": [[1, 2, 3, 4, 5]]}'
+  kdiag replay --capture s3://bucket/capture/ep/AllTraffic --model model.tar.gz \\
+      --since 2024-05-01 --until 2024-05-02 --engine ray --workers 4 --out results/
 
 \b
 JSON output: validate's keys (accepted, status, stage, error, tfs_request, tfs_target,

@@ -18,6 +18,7 @@ Examples:
   kdiag validate body.json --signature export/1 --code model/code   (runs your inference.py)
   kdiag validate bodies/ --signature export/1          every file in a folder
   kdiag validate bodies.jsonl --each-line --signature export/1
+  kdiag validate bodies/ --signature export/1 --engine ray     a Ray Data job (kdiag[ray])
 
 \b
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,

@@ -402,12 +402,15 @@ def _run_payload_job(items: list, opts: RayOptions, build: Callable) -> list:
 
 def map_payloads_on_ray(items: list, fn: Callable[[list], list], *,
                         opts: RayOptions = RayOptions()) -> list:
-    """fn over blocks of payloads as Ray tasks (e.g. the in-process validate, one per
-    payload); the results in input order. `fn` must be picklable (a module-level function or
+    """fn over blocks of payloads as Ray tasks, at most `opts.workers` at a time (e.g. the
+    in-process validate, one per payload); the results in input order. `fn` must be picklable (a module-level function or
     a functools.partial of one)."""
     require_ray()
+    import ray.data
+
     return _run_payload_job(items, opts, lambda ds, _local: ds.map_batches(
-        _map_payloads, batch_size=1, num_cpus=0.5, fn_kwargs={"fn": fn}))
+        _map_payloads, batch_size=1, num_cpus=0.5, fn_kwargs={"fn": fn},
+        compute=ray.data.TaskPoolStrategy(size=opts.workers)))
 
 
 def replay_payloads_on_ray(items: list, spec: EndpointSpec,
