@@ -20,9 +20,11 @@ and the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -83,29 +85,31 @@ class EndpointSpec:
 def ray_session(opts: RayOptions) -> Iterator[bool]:
     """A Ray session for one job: joins the one already running in this process, else the
     cluster at --address/RAY_ADDRESS, else starts Ray on this machine (and stops it after).
-    Yields whether Ray runs locally (which sizes the actors' CPU share)."""
+    Yields whether Ray runs locally (which sizes the actors' CPU share). While it runs, what
+    Ray prints goes to stderr: stdout carries the report (e.g. --format json) alone."""
     ray = require_ray()
-    if ray.is_initialized():
-        yield _is_local(ray)
-        return
-    address = opts.address or os.environ.get("RAY_ADDRESS") or None
-    # Ray's C++ core logs (e.g. about actor constructor arguments) would fill the terminal.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
-                              "log_to_driver": False, "configure_logging": True}
-    if address is None:
-        kwargs["num_cpus"] = os.cpu_count() or 1
-        kwargs["runtime_env"] = {"env_vars": local_worker_env()}
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise KdiagError(f"Cannot start or reach Ray{f' at {address}' if address else ''}: "
-                         f"{e}") from e
-    _quiet_ray_data()
-    try:
-        yield address is None
-    finally:
-        ray.shutdown()
+    with contextlib.redirect_stdout(sys.stderr):
+        if ray.is_initialized():
+            yield _is_local(ray)
+            return
+        address = opts.address or os.environ.get("RAY_ADDRESS") or None
+        # Ray's C++ core logs (e.g. about actor constructor arguments) would fill the terminal.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
+                                  "log_to_driver": False, "configure_logging": True}
+        if address is None:
+            kwargs["num_cpus"] = os.cpu_count() or 1
+            kwargs["runtime_env"] = {"env_vars": local_worker_env()}
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise KdiagError(f"Cannot start or reach Ray{f' at {address}' if address else ''}"
+                             f": {e}") from e
+        _quiet_ray_data()
+        try:
+            yield address is None
+        finally:
+            ray.shutdown()
 
 
 def local_worker_env() -> dict[str, str]:
