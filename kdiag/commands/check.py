@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import exit_with
+from kdiag.commands._common import cap_option, exit_with, trust_model_option
 
 EPILOG = """\b
 Examples:
@@ -75,6 +75,8 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the verdict line (and annotations).")
+@cap_option
+@trust_model_option
 def command(model: str | None, config_path: Path | None, no_config: bool,
             framework_version: str | None, content_types: tuple[str, ...],
             payloads: tuple[str, ...], expect_output: tuple[str, ...], golden: str | None,

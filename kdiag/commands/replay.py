@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, engine_options, exit_with, format_option
+from kdiag.commands._common import (
+    cap_option,
+    emit_json,
+    engine_options,
+    exit_with,
+    format_option,
+    trust_model_option,
+)
 
 EPILOG = """\b
 Examples:
@@ -70,6 +77,8 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
 @engine_options
 @format_option
+@cap_option
+@trust_model_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,

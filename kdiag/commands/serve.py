@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from kdiag.commands._common import cap_option, trust_model_option
+
 
 @click.command("serve", epilog="""\b
 Examples:
@@ -40,6 +42,8 @@ Then, unmodified:
 @click.option("--endpoint-name", default="local", show_default=True,
               help="The EndpointName boto3 must send; any other name gets the Runtime's "
                    "'Endpoint ... not found' ValidationError.")
+@cap_option
+@trust_model_option
 def command(model: str, host: str, port: int, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, endpoint_name: str) -> None:
     """Serve a model locally as a SageMaker TensorFlow Serving endpoint, for real clients.

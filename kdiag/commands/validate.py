@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, engine_options, exit_with, format_option
+from kdiag.commands._common import cap_option, emit_json, engine_options, exit_with, format_option
 
 EPILOG = """\b
 Examples:
@@ -58,6 +58,7 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
 @format_option
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
               show_default=True, help="Also exit 1 when a finding is at or above this severity.")
+@cap_option
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,

@@ -64,6 +64,29 @@ class RayOptions:
 
 
 @dataclass(frozen=True)
+class DriverSettings:
+    """Process-wide settings the command's options made on the driver (--cap, --trust-model),
+    applied again in every Ray worker: they do not travel to other processes by themselves."""
+
+    limits: Any
+    trusted: bool
+
+    @classmethod
+    def current(cls) -> DriverSettings:
+        from kdiag.limits import active_limits
+        from kdiag.model.graph_trust import trusted
+
+        return cls(active_limits(), trusted())
+
+    def apply(self) -> None:
+        from kdiag.limits import set_limits
+        from kdiag.model.graph_trust import set_trust
+
+        set_limits(self.limits)
+        set_trust(self.trusted)
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
     """What each actor needs to build its LocalEndpoint (the model path must be readable
     where the actors run: a shared file system or the same path on every node)."""
@@ -72,9 +95,12 @@ class EndpointSpec:
     framework_version: str | None = None
     code_dir: str | None = None
     model_name: str | None = None
+    settings: DriverSettings = field(default_factory=DriverSettings.current)
 
     def open(self) -> Any:
         from kdiag.path.local_endpoint import LocalEndpoint
+
+        self.settings.apply()
 
         return LocalEndpoint(self.model, framework_version=self.framework_version,
                              code_dir=Path(self.code_dir) if self.code_dir else None,
@@ -179,9 +205,11 @@ class RayCaptureResult:
 
 
 def read_capture_rows(batch: dict, *, src: CaptureSource, since: datetime | None,
-                until: datetime | None) -> dict:
+                      until: datetime | None, settings: DriverSettings | None = None) -> dict:
     """Ray task: capture files -> rows of up to CHUNK consecutive records of one file (the
     in-process engine's blocks), then one row with the file's stats or why it is unreadable."""
+    if settings is not None:
+        settings.apply()
     kinds, indexes, lines, payloads = [], [], [], []
     for index, blob in zip(batch["index"], batch["file"], strict=True):
         f: CaptureFile = pickle.loads(blob)
@@ -307,7 +335,8 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
         items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
         ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
-                            fn_kwargs={"src": src, "since": since, "until": until})
+                            fn_kwargs={"src": src, "since": since, "until": until,
+                                       "settings": spec.settings})
         ds = ds.map_batches(_CaptureReplayActor, batch_size=1,
                             fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
                                                    "config": config},
@@ -362,8 +391,9 @@ def _isolated(call: Callable[[list], list], items: list) -> list:
     return out
 
 
-def _map_payloads(batch: dict, *, fn: Callable) -> dict:
+def _map_payloads(batch: dict, *, fn: Callable, settings: DriverSettings) -> dict:
     """Ray task: fn(payloads) on each row's block of payloads (validate needs no model)."""
+    settings.apply()
     return {"index": list(batch["index"]),
             "results": [pickle.dumps(_isolated(fn, pickle.loads(blob)))
                         for blob in batch["items"]]}
@@ -413,7 +443,7 @@ def map_payloads_on_ray(items: list, fn: Callable[[list], list], *,
     import ray.data
 
     return _run_payload_job(items, opts, lambda ds, _local: ds.map_batches(
-        _map_payloads, batch_size=1, num_cpus=0.5, fn_kwargs={"fn": fn},
+        _map_payloads, batch_size=1, num_cpus=0.5, fn_kwargs={"fn": fn, "settings": DriverSettings.current()},
         compute=ray.data.TaskPoolStrategy(size=opts.workers)))
 
 
