@@ -67,3 +67,24 @@ def test_the_blocker_really_hides_ray(tmp_path):
         [sys.executable, "-c", "import ray"], capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(tmp_path / "blocker")}, timeout=60)
     assert probe.returncode != 0 and "No module named 'ray'" in probe.stderr
+
+
+def test_cap_and_trust_settings_travel_to_ray_workers():
+    """--cap and --trust-model are process-wide; the engine carries them to each worker."""
+    from kdiag.limits import active_limits, parse_limit_options, set_limits
+    from kdiag.model.graph_trust import set_trust, trusted
+    from kdiag.replays.ray_engine import DriverSettings, EndpointSpec
+
+    before = (active_limits(), trusted())
+    try:
+        set_trust(True)
+        set_limits(parse_limit_options(("archive-bytes=1GiB",)))
+        spec = EndpointSpec("export/1")  # what the driver sends
+        set_trust(False)
+        set_limits(parse_limit_options(()))  # a fresh worker's defaults
+        spec.settings.apply()  # what EndpointSpec.open() does first, in the worker
+        assert trusted() and active_limits().archive_bytes == 1 << 30
+        assert DriverSettings.current() == spec.settings
+    finally:
+        set_limits(before[0])
+        set_trust(before[1])
