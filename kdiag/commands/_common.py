@@ -66,6 +66,20 @@ def exit_with(code: int) -> None:
     raise click.exceptions.Exit(code)
 
 
+def engine_options(f):
+    """--engine/--address/--workers: where a many-record job runs (commands that offer Ray)."""
+    f = click.option("--workers", type=click.IntRange(1, 1024), default=1, show_default=True,
+                     help="--engine ray: parallel workers (for a model: actors, each loading "
+                          "it once).")(f)
+    f = click.option("--address", metavar="ray://HOST:10001",
+                     help="--engine ray: an existing Ray cluster (default: RAY_ADDRESS, else "
+                          "Ray started on this machine).")(f)
+    return click.option("--engine", type=click.Choice(["in-process", "ray"]),
+                        default="in-process", show_default=True,
+                        help="in-process: stream on this machine (no Ray needed); ray: run as "
+                             "a Ray Data job (pip install 'kdiag[ray]').")(f)
+
+
 def parse_when(text: str | None, opt: str):
     """--since/--until: an ISO-8601 time, or a usage error naming the option."""
     if text is None:

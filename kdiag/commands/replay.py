@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from kdiag.commands._common import (
     cap_option,
     emit_json,
+    engine_options,
     exit_with,
     format_option,
     trust_model_option,
@@ -23,6 +25,8 @@ Examples:
   kdiag replay bodies.jsonl --each-line --model export/1 --max-batch 512
   kdiag replay body.json --model export/1 --keras model.keras \\
       --custom-objects my_model.py --client-input '{"data": [[1, 2, 3, 4, 5]]}'
+  kdiag replay --capture s3://bucket/capture/ep/AllTraffic --model model.tar.gz \\
+      --since 2024-05-01 --until 2024-05-02 --engine ray --workers 4 --out results/
 
 \b
 JSON output: validate's keys (accepted, status, stage, error, tfs_request, tfs_target,
@@ -55,8 +59,9 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
               "longer line is refused (--each-line) or skipped and counted (--capture).")
 @click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="At most this many instances per stacked model call in batch replay.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write one JSON line per payload (id, outputs or error) for kdiag diff.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Write one JSON line per payload (id, outputs or error) for kdiag diff; "
+                   "with --capture: a new folder of per-record Parquet files.")
 @click.option("--keras", "keras_path", type=click.Path(path_type=Path, dir_okay=False),
               help="The notebook's .keras model: run its own predict() on --client-input and "
                    "diff with the endpoint.")
@@ -77,6 +82,7 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
               "across machines or CI jobs.")
 @click.option("--atol", type=float, default=1e-5, show_default=True)
 @click.option("--rtol", type=float, default=1e-5, show_default=True)
+@engine_options
 @format_option
 @cap_option
 @trust_model_option
@@ -87,7 +93,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
             client_input: str | None, unsafe_keras: bool, capture: str | None,
             endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
-            shard: str | None, atol: float, rtol: float, fmt: str) -> None:
+            shard: str | None, atol: float, rtol: float, engine: str, address: str | None,
+            workers: int, fmt: str) -> None:
     """Run PAYLOAD through the real model exactly as the endpoint would, and show every stage:
     wire, container, TF Serving's parse, the graph, TF Serving's response, the container's
     answer, what boto3 returns or raises, and what your JSON deserializer hands back.
@@ -113,7 +120,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
         _replay_capture(model, capture, framework_version=framework_version, code_dir=code_dir,
                         model_name=model_name, endpoint_url=endpoint_url, limit=limit,
                         since=since, until=until, shard=shard, max_batch=max_batch,
-                        max_line=max_line_bytes, atol=atol, rtol=rtol, fmt=fmt)
+                        max_line=max_line_bytes, atol=atol, rtol=rtol, fmt=fmt, engine=engine,
+                        address=address, workers=workers, out=out)
         return
     if payload is None:
         raise KdiagError("Give a PAYLOAD (file, - for stdin, or a folder) or --capture PATH.")
@@ -131,11 +139,24 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
                   client_input=None if client_input is None else _client_input(client_input),
                   custom_objects=custom_objects, unsafe_keras=unsafe_keras, atol=atol, rtol=rtol,
                   target_model=target_model)
-    if single:
+    if out is not None and out.is_dir():
+        raise KdiagError(f"--out {out} is a folder; give a file for the JSON-lines results "
+                         "(a folder of Parquet files is for --capture).")
+    if engine == "ray" and not single:
+        from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_payloads_on_ray
+
+        if keras_path is not None:
+            raise KdiagError("--keras compares one payload with the notebook: leave out "
+                             "--engine ray.")
+        spec = EndpointSpec(model, framework_version, code_dir and str(code_dir), model_name)
+        results = replay_payloads_on_ray(items, spec, partial(_replay_block, kwargs=kwargs),
+                                         opts=RayOptions(address, workers))
+        report = None
+    elif single:
         report = kdiag.replay(items[0], model, **kwargs)
     else:
         report = _replay_with_progress(items, model, kwargs, quiet=fmt == "json")
-    results = list(report.results)
+    results = list(report.results) if report is not None else results
     if out is not None:
         _write_results(out, results)
     if fmt == "json":
@@ -162,6 +183,13 @@ def _replay_with_progress(items, model: str, kwargs: dict, quiet: bool):
         return kdiag.replay(items, model, progress=lambda n: bar.advance(task, n), **kwargs)
 
 
+def _replay_block(items: list, endpoint, *, kwargs: dict) -> list:
+    """One block of payloads through kdiag.replay on an open endpoint (--engine ray's actors)."""
+    import kdiag
+
+    return list(kdiag.replay(list(items), endpoint, **kwargs).results)
+
+
 def _client_input(value: str) -> object:
     import numpy as np
 
@@ -184,7 +212,7 @@ def _write_results(out: Path, results) -> None:
 
 def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,
                     endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt,
-                    max_line) -> None:
+                    max_line, engine="in-process", address=None, workers=1, out=None) -> None:
     from rich.progress import Progress
 
     from kdiag.commands._common import parse_when
@@ -192,7 +220,7 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.capture_replay import replay_capture
-    from kdiag.report import console, render_comparison
+    from kdiag.report import console, findings_table, render_comparison
     from kdiag.results import SCHEMA_VERSION
 
     config = CompareConfig(atol=atol, rtol=rtol)
@@ -200,22 +228,45 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                   until=parse_when(until, "--until"),
                   shard=parse_shard(shard) if shard else None, max_batch=max_batch,
                   config=config, max_line=max_line)
-    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
-        if fmt == "json":
-            result = replay_capture(endpoint, capture, **kwargs)
-        else:
-            with Progress(transient=True) as bar:
-                task = bar.add_task("replaying capture", total=limit)
-                result = replay_capture(endpoint, capture,
-                                        progress=lambda n: bar.advance(task, n), **kwargs)
-    failed = not result.comparison.ok
+    on_ray = None
+    if engine == "ray":
+        from kdiag.errors import KdiagError
+        from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_capture_on_ray
+
+        if kwargs.pop("limit") is not None:
+            raise KdiagError("--limit is for a quick look on this machine: leave out "
+                             "--engine ray, or narrow the job with --since/--until.")
+        spec = EndpointSpec(model, framework_version, code_dir and str(code_dir), model_name)
+        on_ray = replay_capture_on_ray(spec, capture, out_dir=out,
+                                       opts=RayOptions(address, workers), **kwargs)
+        result = on_ray.result
+    else:
+        from kdiag.replays.capture_results import parquet_results, record_rows
+
+        with parquet_results(out) as writer, LocalEndpoint(
+                model, framework_version=framework_version, code_dir=code_dir,
+                model_name=model_name) as endpoint:
+            if writer is not None:
+                kwargs["on_block"] = lambda recs, blk: writer.add(record_rows(recs, blk, config))
+            if fmt == "json":
+                result = replay_capture(endpoint, capture, **kwargs)
+            else:
+                with Progress(transient=True) as bar:
+                    task = bar.add_task("replaying capture", total=limit)
+                    result = replay_capture(endpoint, capture,
+                                            progress=lambda n: bar.advance(task, n), **kwargs)
+    failed = not result.comparison.ok or bool(on_ray and on_ray.unreadable)
     if fmt == "json":
-        emit_json({"schema_version": SCHEMA_VERSION, **result.to_json()})
+        emit_json({"schema_version": SCHEMA_VERSION,
+                   **(on_ray.to_json() if on_ray else result.to_json())})
     else:
         con = console()
         con.print(f"{result.records} captured records: {result.replayed_ok} replayed locally, "
                   f"{result.rejected_locally} rejected by the local path; A = captured "
                   "endpoint output, B = local replay")
         render_comparison(result.comparison, con, failed=failed)
+        if on_ray and on_ray.findings:
+            findings_table(con, on_ray.findings)
+        if out is not None:
+            con.print(f"Per-record results: {out}/ (Parquet)")
     exit_with(1 if failed else 0)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
 
-from kdiag.commands._common import cap_option, emit_json, exit_with, format_option
+from kdiag.commands._common import cap_option, emit_json, engine_options, exit_with, format_option
 from kdiag.safe_io import MAX_LINE_BYTES
 
 EPILOG = """\b
@@ -18,6 +19,7 @@ Examples:
   kdiag validate body.json --signature export/1 --code model/code   (runs your inference.py)
   kdiag validate bodies/ --signature export/1          every file in a folder
   kdiag validate bodies.jsonl --each-line --signature export/1
+  kdiag validate bodies/ --signature export/1 --engine ray     a Ray Data job (kdiag[ray])
 
 \b
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
@@ -62,6 +64,7 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
 @click.option("--max-line-bytes", type=click.IntRange(1), default=MAX_LINE_BYTES,
               show_default=True, help="With --each-line and --parse-oversized: the longest line "
               "read; longer lines are reported from their size.")
+@engine_options
 @format_option
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
               show_default=True, help="Also exit 1 when a finding is at or above this severity.")
@@ -70,7 +73,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
             target_model: str | None, endpoint_kind: str, each_line: bool,
-            parse_oversized: bool, max_line_bytes: int, fmt: str, fail_on: str) -> None:
+            parse_oversized: bool, max_line_bytes: int, engine: str, address: str | None,
+            workers: int, fmt: str, fail_on: str) -> None:
     """Predict what the endpoint answers to PAYLOAD, stage by stage, without the model and
     without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
     status and error text, the root cause in plain words, and a corrected payload.
@@ -107,19 +111,24 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
                            multi_model=target_model is not None)
     read_limit = MAX_BODY_BYTES if parse_oversized else body_limit(opts)
 
+    def payloads():
+        return iter_payloads(payload, each_line=each_line, content_type=content_type,
+                             read_limit=read_limit, max_line=max_line_bytes,
+                             on_skip=lambda note: click.echo(f"kdiag: {note}", err=True))
+
+    def check_one(pl):
+        if pl.body is None:
+            res = oversized(pl.size, opts, name=pl.name)
+        else:
+            req = Request(body=pl.body, content_type=pl.content_type, accept=accept,
+                          custom_attributes=custom_attributes)
+            check = validate_oversized if pl.size > body_limit(opts) else validate
+            res = check(req, target.signatures, opts, name=pl.name)
+        res.findings = target.findings + res.findings
+        return res
+
     def results():
-        for pl in iter_payloads(payload, each_line=each_line, content_type=content_type,
-                                read_limit=read_limit, max_line=max_line_bytes,
-                                on_skip=lambda note: click.echo(f"kdiag: {note}", err=True)):
-            if pl.body is None:
-                res = oversized(pl.size, opts, name=pl.name)
-            else:
-                req = Request(body=pl.body, content_type=pl.content_type, accept=accept,
-                              custom_attributes=custom_attributes)
-                check = validate_oversized if pl.size > body_limit(opts) else validate
-                res = check(req, target.signatures, opts, name=pl.name)
-            res.findings = target.findings + res.findings
-            yield res
+        return (check_one(pl) for pl in payloads())
 
     single = not ((payload != "-" and Path(payload).is_dir()) or each_line)
     if single:
@@ -135,8 +144,23 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     printer = BatchPrinter(fmt, console() if fmt == "text" else None,
                            schema_version=SCHEMA_VERSION)
     bad = False
-    for res in results():
+    stream = (_results_on_ray(list(payloads()), check_one, address, workers)
+              if engine == "ray" else results())
+    for res in stream:
         bad |= not res.accepted or fails(res.findings, fail_on)
         printer.add(res)
     printer.close()
     exit_with(1 if bad else 0)
+
+
+def _results_on_ray(payloads: list, check_one, address: str | None, workers: int) -> list:
+    """The payloads validated in Ray tasks, by the same function as in process, in input
+    order (Ray changes where the work runs, never what it decides)."""
+    from kdiag.replays.ray_engine import RayOptions, map_payloads_on_ray
+
+    return map_payloads_on_ray(payloads, partial(_check_block, check_one=check_one),
+                               opts=RayOptions(address, workers))
+
+
+def _check_block(payloads: list, *, check_one) -> list:
+    return [check_one(pl) for pl in payloads]

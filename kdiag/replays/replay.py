@@ -168,11 +168,26 @@ def replay_one(endpoint: LocalEndpoint, req: Request, name: str | None = None) -
     return to_result(endpoint.invoke(req), req, endpoint, name)
 
 
+# Payloads replayed per block. The model's stacked calls are formed within a block, and float
+# rounding can depend on the batch, so every engine that replays the same blocks (in-process,
+# --engine ray) gets bit-identical outputs; it also bounds what one block holds in memory.
+BLOCK = 2000
+
+
 def replay_many(endpoint: LocalEndpoint, items: Iterable[tuple[str, Request]], *,
                 max_batch: int = 256, progress: Callable[[int], None] | None = None
                 ) -> list[ReplayResult]:
-    """Replay many payloads: the container and parse stages per payload, then the model in
-    stacked calls of at most `max_batch` instances, then each answer split back."""
+    """Replay many payloads, BLOCK at a time: the container and parse stages per payload, then
+    the model in stacked calls of at most `max_batch` instances, then each answer split back."""
+    items = list(items)
+    out: list[ReplayResult] = []
+    for start in range(0, len(items), BLOCK):
+        out += _replay_block(endpoint, items[start:start + BLOCK], max_batch, progress)
+    return out
+
+
+def _replay_block(endpoint: LocalEndpoint, items: list[tuple[str, Request]], max_batch: int,
+                  progress: Callable[[int], None] | None) -> list[ReplayResult]:
     from kdiag.replays.batching import run_batched
 
     pending = []
