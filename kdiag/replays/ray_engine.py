@@ -39,6 +39,7 @@ from kdiag.replays.capture_replay import CHUNK, CaptureReplayResult, ReplayedBlo
 from kdiag.replays.capture_results import parquet_results
 from kdiag.replays.capture_source import CaptureSource, list_files, read_lines
 from kdiag.replays.replay import BLOCK
+from kdiag.safe_io import MAX_LINE_BYTES
 
 RAY_MISSING = ("--engine ray needs Ray Data and pyarrow, which are not installed. Install them "
                "with: pip install 'kdiag[ray]'")
@@ -205,7 +206,8 @@ class RayCaptureResult:
 
 
 def read_capture_rows(batch: dict, *, src: CaptureSource, since: datetime | None,
-                      until: datetime | None, settings: DriverSettings | None = None) -> dict:
+                      until: datetime | None, settings: DriverSettings | None = None,
+                      max_line: int = MAX_LINE_BYTES) -> dict:
     """Ray task: capture files -> rows of up to CHUNK consecutive records of one file (the
     in-process engine's blocks), then one row with the file's stats or why it is unreadable."""
     if settings is not None:
@@ -216,8 +218,8 @@ def read_capture_rows(batch: dict, *, src: CaptureSource, since: datetime | None
         stats = CaptureStats()
         error = None
         try:
-            recs = list(records_in_file(f.path, read_lines(src, f), since=since, until=until,
-                                        stats=stats))
+            recs = list(records_in_file(f.path, read_lines(src, f, max_line), since=since,
+                                        until=until, stats=stats, max_line=max_line))
         except KdiagError as e:
             recs, error = [], str(e)
         for start in range(0, len(recs), CHUNK):
@@ -311,7 +313,8 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
                           since: datetime | None = None, until: datetime | None = None,
                           shard: tuple[int, int] | None = None, max_batch: int = 256,
                           config: CompareConfig | None = None, out_dir: Path | None = None,
-                          opts: RayOptions = RayOptions()) -> RayCaptureResult:
+                          opts: RayOptions = RayOptions(),
+                          max_line: int = MAX_LINE_BYTES) -> RayCaptureResult:
     """The capture replay as a Ray Data job; the same summary as capture_replay.replay_capture,
     plus per-record rows written as Parquet files under `out_dir` (all or nothing)."""
     require_ray()
@@ -336,7 +339,7 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
         ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
         ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
                             fn_kwargs={"src": src, "since": since, "until": until,
-                                       "settings": spec.settings})
+                                       "settings": spec.settings, "max_line": max_line})
         ds = ds.map_batches(_CaptureReplayActor, batch_size=1,
                             fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
                                                    "config": config},
