@@ -53,8 +53,8 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
               "array, or text such as JSON) or a literal string.")
 @click.option("--unsafe-keras", is_flag=True, help="Load the .keras file with safe_mode=False "
               "(allows lambda layers: runs code stored in the file). Off by default.")
-@click.option("--capture", help="Replay SageMaker Data Capture instead of PAYLOAD: a folder or "
-              "file of capture JSON lines, or s3://bucket/prefix; diffs local outputs with the "
+@click.option("--capture", help="Replay SageMaker Data Capture instead of PAYLOAD: a folder (read "
+              "recursively) or file of capture JSON lines, or s3://bucket/prefix; diffs local outputs with the "
               "captured ones.")
 @click.option("--endpoint-url", help="--capture from a local S3 (moto, MinIO).")
 @click.option("--limit", type=click.IntRange(min=1), help="--capture: at most this many records.")
@@ -76,8 +76,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     wire, container, TF Serving's parse, the graph, TF Serving's response, the container's
     answer, what boto3 returns or raises, and what your JSON deserializer hands back.
 
-    PAYLOAD is a file, - for stdin, or a folder of payload files (replayed in stacked model
-    calls). Needs TensorFlow.
+    PAYLOAD is a file, - for stdin, or a folder of payload files (read recursively, hidden
+    files skipped; replayed in stacked model calls). Needs TensorFlow.
     """
     from kdiag.errors import KdiagError
     from kdiag.model.runner import require_tensorflow

@@ -15,7 +15,7 @@ Examples:
   echo '[[1,2,3,4,5]]' | kdiag validate - --signature export/1
   kdiag validate body.json --signature export/1 --framework-version 2.11
   kdiag validate body.json --signature export/1 --code model/code   (runs your inference.py)
-  kdiag validate bodies/ --signature export/1          every file in a folder
+  kdiag validate bodies/ --signature export/1          every file in a folder, recursively
   kdiag validate bodies.jsonl --each-line --signature export/1
 
 \b
@@ -63,7 +63,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
     status and error text, the root cause in plain words, and a corrected payload.
 
-    PAYLOAD is a file, - for stdin, or a folder of payload files.
+    PAYLOAD is a file, - for stdin, or a folder of payload files (read recursively;
+    hidden files and folders are skipped).
     """
     from kdiag.diagnosis.findings import fails
     from kdiag.diagnosis.validation import ValidateOptions, validate

@@ -42,16 +42,24 @@ def read_body(path: str) -> bytes:
     return data
 
 
+def payload_files(folder: Path) -> list[Path]:
+    """Every payload file under `folder`, recursively, like every other folder argument of
+    kdiag (Data Capture folders too); hidden files and folders (.git, .ipynb_checkpoints) are
+    skipped. Sorted by relative path, so results and golden files pair up run after run."""
+    return sorted(f for f in folder.rglob("*") if f.is_file() and not any(
+        part.startswith(".") for part in f.relative_to(folder).parts))
+
+
 def iter_bodies(path: str, *, each_line: bool, content_type: str | None
                 ) -> Iterator[tuple[str, bytes, str]]:
     """Yield (name, body, content type) for every payload PATH stands for."""
     p = Path(path)
     if path != "-" and p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        files = payload_files(p)
         if not files:
-            raise KdiagError(f"{p} holds no payload files.")
+            raise KdiagError(f"{p} holds no payload files (subfolders included).")
         for f in files:
-            yield f.name, read_body(str(f)), content_type_for(f, content_type)
+            yield f.relative_to(p).as_posix(), read_body(str(f)), content_type_for(f, content_type)
         return
     data = read_body(path)
     ct = content_type_for(p, content_type) if path != "-" else (content_type or "application/json")

@@ -120,3 +120,18 @@ def test_415_from_an_archive_with_misplaced_code_names_the_artifact_as_cause(tmp
     assert r.exit_code == 1 and doc["status"] == 415
     assert doc["findings"][0]["code"] == "KD231"
     assert "1/code/inference.py" in doc["findings"][0]["message"]
+
+
+def test_a_folder_is_validated_recursively_skipping_hidden_entries(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "deep").mkdir()
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "top.json").write_text("[1,2,3,4,5]")
+    (tmp_path / "a" / "deep" / "nested.json").write_text('{"instances": [["1", "2"]]}')
+    (tmp_path / ".git" / "HEAD.json").write_text("not a payload")
+    (tmp_path / "a" / ".hidden.json").write_text("not a payload")
+    r = run(tmp_path, "--signature", SIG, "--format", "json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.output)
+    assert [x["payload"] for x in doc["results"]] == ["a/deep/nested.json", "top.json"]
+    assert (doc["accepted"], doc["rejected"]) == (1, 1)
