@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdiag.diagnosis.findings import Finding
@@ -12,6 +17,7 @@ from kdiag.model.signature import Signature, TensorSpec, format_shape
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from kdiag.comparison import ComparisonResult, OutputComparison
     from kdiag.model.inspection import InspectResult
     from kdiag.path.trace import StageRecord
 
@@ -110,10 +116,80 @@ def findings_table(con: Console, findings: list[Finding], *, show_info: bool = T
     con.print(t)
 
 
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides that can
+# make a terminal show text in another order than it is.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with control bytes written as escapes (\\x1b, \\x00, \\u202e): an echoed payload
+    must never move the cursor, change colours or hide characters in the user's terminal."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", text)
+
+
 def escape(text: str) -> str:
+    """Text from outside kdiag (payloads, error bodies, names) made safe to print: control
+    bytes escaped, rich markup neutralised."""
     from rich.markup import escape as _escape
 
-    return _escape(text)
+    return _escape(printable(text))
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, *, quiet: bool = False,
+                 console_: Console | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr, off when stderr is not a terminal (CI logs, pipes) or
+    when `quiet` (JSON output). Yields `advance(n)`."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    con = console_ or Console(stderr=True)
+    if quiet or not con.is_terminal:
+        yield lambda n: None
+        return
+    with Progress(console=con, transient=True) as bar_:
+        task = bar_.add_task(description, total=total)
+        yield lambda n: bar_.advance(task, n)
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    no_wrap: bool = True  # False: may wrap between words (never inside one)
+    justify: str = "left"
+
+
+def print_rows(con: Console, title: str, cols: list[Col], rows: list[list[str]]) -> None:
+    """A table when it fits the console without cutting a value; else each row stacked as
+    `column: value` lines. Rich shrinks a too-wide table by cutting cells with an ellipsis,
+    which loses exactly the numbers a reader came for. Cells are rich markup, escaped."""
+    from rich.table import Table
+    from rich.text import Text
+
+    plain = [[Text.from_markup(c).plain for c in row] for row in rows]
+    need = 1
+    for i, col in enumerate(cols):
+        cells = [col.name] + [r[i] for r in plain]
+        if col.no_wrap:
+            need += max(len(c) for c in cells) + 3
+        else:
+            need += max((len(w) for c in cells for w in c.split()), default=1) + 3
+    if need <= con.width:
+        t = Table(title=title, title_justify="left")
+        for col in cols:
+            t.add_column(col.name, no_wrap=col.no_wrap, justify=col.justify,
+                         overflow="fold")
+        for row in rows:
+            t.add_row(*row)
+        con.print(t)
+        return
+    con.print(f"[italic]{title}[/italic]")
+    for row in rows:
+        con.print(f"- [bold]{cols[0].name}[/bold] {row[0]}")
+        for col, cell in zip(cols[1:], row[1:], strict=True):
+            if Text.from_markup(cell).plain.strip():
+                con.print(f"    {col.name}: {cell}")
 
 
 def signature_table(con: Console, sig: Signature, default: bool) -> None:
@@ -227,21 +303,24 @@ def render_validation(res, con: Console) -> None:
                   soft_wrap=True)
 
 
-def render_validation_batch(results: list, con: Console) -> None:
-    from rich.table import Table
-
+def render_validation_batch(results: list, con: Console, *, verbose: bool = False) -> None:
+    """Several payloads: the counts first, then the rejected payloads with their root cause
+    (every payload with `verbose`)."""
     from kdiag.diagnosis.validation import one_line
 
-    t = Table(title="Payloads", title_justify="left")
-    t.add_column("payload", no_wrap=True)
-    t.add_column("status", no_wrap=True)
-    t.add_column("verdict")
-    for r in results:
-        style = "green" if r.accepted else "red"
-        t.add_row(escape(r.name or ""), f"[{style}]{r.status}[/]", escape(one_line(r)))
-    con.print(t)
     ok = sum(r.accepted for r in results)
-    con.print(f"{ok} accepted, {len(results) - ok} rejected")
+    bad = len(results) - ok
+    con.print(f"[bold]{len(results)} payloads[/bold]: [green]{ok} accepted[/green], "
+              + (f"[bold red]{bad} rejected[/bold red]" if bad else "0 rejected"))
+    shown = results if verbose else [r for r in results if not r.accepted]
+    if shown:
+        rows = [[escape(r.name or ""), f"[{'green' if r.accepted else 'red'}]{r.status}[/]",
+                 escape(one_line(r))] for r in shown]
+        print_rows(con, "Payloads" if verbose else "Rejected payloads",
+                   [Col("payload", no_wrap=False), Col("status"),
+                    Col("verdict", no_wrap=False)], rows)
+    if not verbose and ok:
+        con.print(f"[dim]{ok} accepted payload(s) not listed; -v lists every payload.[/dim]")
 
 
 def render_replay(res, con: Console) -> None:
@@ -258,3 +337,148 @@ def render_replay(res, con: Console) -> None:
         verdict = nb.get("verdict")
         style = "green" if verdict == "agree" else "bold red"
         con.print(f"notebook versus endpoint: [{style}]{verdict}[/]")
+
+
+# ---- comparisons (diff, replay --capture) -------------------------------------------------
+
+def _g(x: object) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "NaN"
+        if math.isinf(x):
+            return "Inf" if x > 0 else "-Inf"
+        return f"{x:.3g}"
+    return str(x)
+
+
+def render_comparison(r: ComparisonResult, con: Console, *, failed: bool,
+                      findings: list[Finding] | None = None) -> None:
+    cfg = r.config
+    con.print(f"[bold]A[/bold] {escape(r.a.source)}  ({r.a.kind}, {r.a.records} records"
+              f"{', ids' if r.a.has_ids else ''})")
+    con.print(f"[bold]B[/bold] {escape(r.b.source)}  ({r.b.kind}, {r.b.records} records"
+              f"{', ids' if r.b.has_ids else ''})")
+    con.print(f"{r.aligned} record pairs, aligned by {r.aligned_by}; stat {cfg.stat_label}, "
+              f"atol {cfg.atol:g}, rtol {cfg.rtol:g}"
+              + "".join(f", atol {k}:{v:g}" for k, v in cfg.atol_by_output.items())
+              + "".join(f", rtol {k}:{v:g}" for k, v in cfg.rtol_by_output.items()))
+
+    if r.outputs:
+        cols = [Col("output", no_wrap=False), Col("dtype", no_wrap=False),
+                Col("shape", no_wrap=False), Col("compared", justify="right"),
+                Col("failed", justify="right"), Col("NaN/Inf", justify="right"),
+                Col("abs max/mean"), Col("rel max/mean"), Col("passes with", no_wrap=False),
+                Col("verdict")]
+        rows = []
+        for o in r.outputs:
+            name = o.name if o.name == o.name_b else f"{o.name} / {o.name_b}"
+            dt = o.dtype_a if o.dtype_a == o.dtype_b else f"{o.dtype_a} / {o.dtype_b}"
+            sh = o.shape_a if o.shape_a == o.shape_b else f"{o.shape_a} / {o.shape_b}"
+            req = "-" if o.required_atol is None else \
+                f"atol {_g(o.required_atol)} or rtol {_g(o.required_rtol)}"
+            verdict = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
+            rows.append([escape(name), escape(str(dt)), escape(str(sh)),
+                         f"{o.compared}/{o.records}", str(o.failed),
+                         f"{o.nan_mismatches}/{o.inf_mismatches}",
+                         f"{_g(o.abs_max)} / {_g(o.abs_mean)}",
+                         f"{_g(o.rel_max)} / {_g(o.rel_mean)}", req, verdict])
+        print_rows(con, "Outputs", cols, rows)
+
+    if r.mismatches:
+        print_rows(con, "Mismatches",
+                   [Col("kind"), Col("output", no_wrap=False), Col("records"),
+                    Col("first ids", no_wrap=False), Col("detail", no_wrap=False)],
+                   [[m.kind, escape(m.output or ""), str(m.count),
+                     escape(", ".join(m.first_ids)), escape(m.detail)] for m in r.mismatches])
+
+    shown = [o for o in r.outputs if not o.passed and o.worst]
+    if not shown:
+        numeric = [o for o in r.outputs if o.histogram is not None]
+        shown = sorted(numeric, key=lambda o: -(o.abs_max or 0))[:1]
+    what = "max" if cfg.stat == "elemwise" else cfg.stat_label
+    for o in shown:
+        _render_worst(o, con, what)
+        if o.histogram is not None:
+            _render_histogram(o, con, what)
+
+    findings_table(con, r.findings if findings is None else findings)
+    if failed:
+        con.print("[bold red]FAIL[/]: the sets differ (see the findings above).")
+    else:
+        con.print(f"[green]PASS[/]: {r.aligned} record pairs within tolerance.")
+
+
+def _render_worst(o: OutputComparison, con: Console, what: str) -> None:
+    if not any(w.failed or w.abs != 0 for w in o.worst):
+        return  # every listed record is exact: nothing to look at
+    label = f"abs {what}" if o.numeric else "abs"
+    cols = [Col("id", no_wrap=False), Col("verdict"), Col(label),
+            Col(f"rel {what}" if o.numeric else "rel"), Col("largest at", no_wrap=False),
+            Col("A there", no_wrap=False), Col("B there", no_wrap=False)]
+    rows = [[escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _g(w.abs), _g(w.rel),
+             "[" + ", ".join(map(str, w.element)) + "]", escape(_g(w.a)), escape(_g(w.b))]
+            for w in o.worst]
+    print_rows(con, f"Worst records of '{escape(o.name)}'", cols, rows)
+
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(count: int, peak: int, width: int = 40) -> str:
+    """A horizontal bar of unicode eighth blocks, `count` scaled to `peak` over `width` cells."""
+    if peak <= 0 or count <= 0:
+        return ""
+    eighths = max(1, round(count / peak * width * 8))
+    return "█" * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
+
+
+def _render_histogram(o: OutputComparison, con: Console, what: str, max_rows: int = 16
+                      ) -> None:
+    h = o.histogram
+    assert h is not None
+    bins = h.bins
+    rows: list[tuple[str, int, bool]] = []
+    if bins:
+        group = max(1, math.ceil(len(bins) / max_rows))
+        for i in range(0, len(bins), group):
+            part = bins[i:i + group]
+            lo, hi = part[0][0], part[-1][1]
+            rows.append((f"[{lo:.2e}, {hi:.2e})", sum(c for _, _, c in part), lo >= o.atol))
+    if h.zero:
+        rows.insert(0, ("exactly 0", h.zero, False))
+    if h.nonfinite:
+        rows.append(("NaN/Inf", h.nonfinite, True))
+    if not rows:
+        return
+    peak = max(c for _, c, _ in rows)
+    con.print(f"[bold]Histogram of each record's {what} |a-b|, '{escape(o.name)}'[/bold] "
+              f"(records; yellow: at or above atol {o.atol:g})")
+    width = max(len(label) for label, _, _ in rows)
+    for label, count, hot in rows:
+        style = "yellow" if hot else "cyan"
+        con.print(f"  {label:>{width}} [{style}]{bar(count, peak):<40}[/] {count}")
+
+
+def render_capture_replay(result, con: Console, *, failed: bool, out=None) -> None:
+    """What was read, what could not be, what the local path made of it, then the diff."""
+    st = result.stats
+    con.print(f"[bold]Read {st.records} capture records[/bold] from {st.files} of "
+              f"{st.files_listed} file(s), {st.lines} non-empty lines"
+              + (f"; {st.filtered_out} outside --since/--until" if st.filtered_out else "")
+              + ".")
+    if result.skipped_lines:
+        reasons = "; ".join(f"{n} {escape(r)}" for r, n in st.skipped.items())
+        con.print(f"[yellow]{result.skipped_lines} line(s) could not be read and were not "
+                  f"replayed[/yellow]: {reasons}.")
+        for where in st.examples:
+            con.print(f"  {escape(where)}")
+    con.print(f"{result.records} records replayed: {result.replayed_ok} answered locally, "
+              f"{result.rejected_locally} rejected by the local path, "
+              f"{result.not_replayable} without a replayable input. "
+              "A = captured endpoint output, B = local replay.")
+    render_comparison(result.comparison, con, failed=failed, findings=result.findings)
+    if out is not None:
+        con.print(f"wrote {result.records} result line(s) to {escape(str(out))} "
+                  "(kdiag diff reads them)")

@@ -25,17 +25,16 @@ Non-finite numbers are written as the strings "NaN", "Infinity", "-Infinity".
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
-
 import click
 
-from kdiag.commands._common import emit_json, exit_with, fail_on_option, format_option
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from kdiag.comparison import ComparisonResult, OutputComparison
+from kdiag.commands._common import (
+    emit_json,
+    exit_with,
+    fail_on_option,
+    format_option,
+    parse_when,
+    tolerance_option,
+)
 
 EPILOG = """\b
 A and B can be:
@@ -52,7 +51,7 @@ A and B can be:
 \b
 Examples:
   kdiag diff local.npz endpoint.json
-  kdiag diff expected.json got.json --atol 1e-4 --atol logits:1e-3 --rtol 0
+  kdiag diff expected.json got.json --atol 1e-4 --atol logits=1e-3 --rtol 0
   kdiag diff keras.npy savedmodel.npy --stat mean --atol 1e-6
   kdiag diff capture/ replay.jsonl --stat quantile:0.99 --format json > diff.json
   kdiag diff s3://bucket/data-capture/my-endpoint/AllTraffic replay.jsonl \\
@@ -75,27 +74,6 @@ message, fix).
 """
 
 
-def parse_tolerances(values: tuple[str, ...], default: float, opt: str
-                     ) -> tuple[float, dict[str, float]]:
-    """'1e-5' sets the default, 'name:1e-3' an override for one output."""
-    overrides: dict[str, float] = {}
-    for v in values:
-        name, _, num = v.rpartition(":")
-        try:
-            x = float(num)
-        except ValueError:
-            raise click.BadParameter(f"{v!r}: write a number or NAME:NUMBER",
-                                     param_hint=opt) from None
-        if not (x >= 0 and math.isfinite(x)):
-            raise click.BadParameter(f"{v!r}: a tolerance is a finite number >= 0",
-                                     param_hint=opt)
-        if name:
-            overrides[name] = x
-        else:
-            default = x
-    return default, overrides
-
-
 def parse_stat(text: str) -> tuple[str, float]:
     from kdiag.comparison import STATS
 
@@ -114,26 +92,11 @@ def parse_stat(text: str) -> tuple[str, float]:
     return name, quantile
 
 
-def _parse_when(text: str | None, opt: str):
-    if text is None:
-        return None
-    from kdiag.replays.capture import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: write an ISO-8601 time, e.g. 2024-05-01T13:00 "
-                                 "or 2024-05-01 (UTC unless it has an offset)",
-                                 param_hint=opt) from None
-
-
 @click.command("diff", epilog=EPILOG)
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
-@click.option("--atol", multiple=True, metavar="[NAME:]X",
-              help="Absolute tolerance (default 1e-5); NAME:X for one output. Repeatable.")
-@click.option("--rtol", multiple=True, metavar="[NAME:]X",
-              help="Relative tolerance (default 1e-5); NAME:X for one output. Repeatable.")
+@tolerance_option("--atol", "every output")
+@tolerance_option("--rtol", "every output")
 @click.option("--stat", default="elemwise", show_default=True,
               metavar="elemwise|max|mean|median|quantile[:Q]",
               help="Error statistic that must be within tolerance: every element, or the "
@@ -141,16 +104,19 @@ def _parse_when(text: str | None, opt: str):
 @click.option("--worst", default=5, show_default=True, type=click.IntRange(0, 1000),
               help="Worst records listed per output.")
 @click.option("--limit", type=click.IntRange(min=1), help="Read at most this many records per side.")
-@click.option("--since", help="Data Capture: records with inferenceTime at or after this time.")
-@click.option("--until", help="Data Capture: records with inferenceTime before this time.")
+@click.option("--since", callback=lambda c, p, v: parse_when(v, "--since"),
+              help="Data Capture: records with inferenceTime at or after this time (ISO 8601, "
+                   "UTC unless it has an offset).")
+@click.option("--until", callback=lambda c, p, v: parse_when(v, "--until"),
+              help="Data Capture: records with inferenceTime before this time.")
 @click.option("--shard", metavar="K/N",
               help="Data Capture: read shard K of N (whole files, split by a stable hash), to "
                    "spread a large capture over N machines or CI jobs.")
 @click.option("--endpoint-url", help="S3 endpoint URL (a local S3 such as moto or MinIO).")
 @format_option
 @fail_on_option
-def command(a: str, b: str, atol: tuple[str, ...], rtol: tuple[str, ...], stat: str, worst: int,
-            limit: int | None, since: str | None, until: str | None, shard: str | None,
+def command(a: str, b: str, atol, rtol, stat: str, worst: int,
+            limit: int | None, since, until, shard: str | None,
             endpoint_url: str | None, fmt: str, fail_on: str) -> None:
     """Compare two output sets (B against reference A) with per-output tolerances.
 
@@ -162,13 +128,12 @@ def command(a: str, b: str, atol: tuple[str, ...], rtol: tuple[str, ...], stat: 
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.outputs import load_output_set
 
-    d_atol, atol_by = parse_tolerances(atol, 1e-5, "--atol")
-    d_rtol, rtol_by = parse_tolerances(rtol, 1e-5, "--rtol")
     stat_name, quantile = parse_stat(stat)
-    t0, t1 = _parse_when(since, "--since"), _parse_when(until, "--until")
+    t0, t1 = since, until
     shard_kn = parse_shard(shard) if shard else None
-    config = CompareConfig(atol=d_atol, rtol=d_rtol, atol_by_output=atol_by,
-                           rtol_by_output=rtol_by, stat=stat_name, quantile=quantile,
+    config = CompareConfig(atol=atol.value(1e-5), rtol=rtol.value(1e-5),
+                           atol_by_output=atol.by_output, rtol_by_output=rtol.by_output,
+                           stat=stat_name, quantile=quantile,
                            worst=worst)
     sets = [load_output_set(p, endpoint_url=endpoint_url, limit=limit, since=t0, until=t1,
                             shard=shard_kn) for p in (a, b)]
@@ -184,141 +149,7 @@ def command(a: str, b: str, atol: tuple[str, ...], rtol: tuple[str, ...], stat: 
     if fmt == "json":
         emit_json({"passed": not failed, "fail_on": fail_on, **result.to_dict()})
     else:
-        from kdiag.report import console
+        from kdiag.report import console, render_comparison
 
-        render(result, console(), failed=failed)
+        render_comparison(result, console(), failed=failed)
     exit_with(1 if failed else 0)
-
-
-# ---- text rendering ------------------------------------------------------------------------
-
-def _g(x: object) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "NaN"
-        if math.isinf(x):
-            return "Inf" if x > 0 else "-Inf"
-        return f"{x:.3g}"
-    return str(x)
-
-
-def render(r: ComparisonResult, con: Console, *, failed: bool) -> None:
-    from rich.table import Table
-
-    from kdiag.report import escape, findings_table
-
-    cfg = r.config
-    con.print(f"[bold]A[/bold] {escape(r.a.source)}  ({r.a.kind}, {r.a.records} records"
-              f"{', ids' if r.a.has_ids else ''})")
-    con.print(f"[bold]B[/bold] {escape(r.b.source)}  ({r.b.kind}, {r.b.records} records"
-              f"{', ids' if r.b.has_ids else ''})")
-    con.print(f"{r.aligned} record pairs, aligned by {r.aligned_by}; stat {cfg.stat_label}, "
-              f"atol {cfg.atol:g}, rtol {cfg.rtol:g}"
-              + "".join(f", atol {k}:{v:g}" for k, v in cfg.atol_by_output.items())
-              + "".join(f", rtol {k}:{v:g}" for k, v in cfg.rtol_by_output.items()))
-
-    if r.outputs:
-        t = Table(title="Outputs", title_justify="left")
-        for col in ("output", "dtype", "shape", "compared", "failed", "NaN/Inf",
-                    "abs max/mean", "rel max/mean", "passes with", ""):
-            t.add_column(col, no_wrap=col not in ("output", "dtype", "shape", "passes with"),
-                         justify="right" if col in ("compared", "failed", "NaN/Inf") else "left")
-        for o in r.outputs:
-            name = o.name if o.name == o.name_b else f"{o.name} / {o.name_b}"
-            dt = o.dtype_a if o.dtype_a == o.dtype_b else f"{o.dtype_a} / {o.dtype_b}"
-            sh = o.shape_a if o.shape_a == o.shape_b else f"{o.shape_a} / {o.shape_b}"
-            req = "-" if o.required_atol is None else \
-                f"atol {_g(o.required_atol)} or rtol {_g(o.required_rtol)}"
-            verdict = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
-            t.add_row(escape(name), escape(str(dt)), escape(str(sh)),
-                      f"{o.compared}/{o.records}", str(o.failed),
-                      f"{o.nan_mismatches}/{o.inf_mismatches}",
-                      f"{_g(o.abs_max)} / {_g(o.abs_mean)}", f"{_g(o.rel_max)} / {_g(o.rel_mean)}",
-                      req, verdict)
-        con.print(t)
-
-    if r.mismatches:
-        t = Table(title="Mismatches", title_justify="left")
-        for col in ("kind", "output", "records", "first ids", "detail"):
-            t.add_column(col, no_wrap=col in ("kind", "records"))
-        for m in r.mismatches:
-            t.add_row(m.kind, escape(m.output or ""), str(m.count),
-                      escape(", ".join(m.first_ids)), escape(m.detail))
-        con.print(t)
-
-    shown = [o for o in r.outputs if not o.passed and o.worst]
-    if not shown:
-        numeric = [o for o in r.outputs if o.histogram is not None]
-        shown = sorted(numeric, key=lambda o: -(o.abs_max or 0))[:1]
-    what = "max" if cfg.stat == "elemwise" else cfg.stat_label
-    for o in shown:
-        _render_worst(o, con, what)
-        if o.histogram is not None:
-            _render_histogram(o, con, what)
-
-    findings_table(con, r.findings)
-    if failed:
-        con.print("[bold red]FAIL[/]: the sets differ (see the findings above).")
-    else:
-        con.print(f"[green]PASS[/]: {r.aligned} record pairs within tolerance.")
-
-
-def _render_worst(o: OutputComparison, con: Console, what: str) -> None:
-    from rich.table import Table
-
-    from kdiag.report import escape
-
-    if not any(w.failed or w.abs != 0 for w in o.worst):
-        return  # every listed record is exact: nothing to look at
-    label = f"abs {what}" if o.numeric else "abs"
-    t = Table(title=f"Worst records of '{escape(o.name)}'", title_justify="left")
-    for col in ("id", "verdict", label, f"rel {what}" if o.numeric else "rel", "largest at",
-                "A there", "B there"):
-        t.add_column(col, no_wrap=True)
-    for w in o.worst:
-        t.add_row(escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _g(w.abs),
-                  _g(w.rel), "[" + ", ".join(map(str, w.element)) + "]",
-                  escape(_g(w.a)), escape(_g(w.b)))
-    con.print(t)
-
-
-BLOCKS = " ▏▎▍▌▋▊▉█"
-
-
-def bar(count: int, peak: int, width: int = 40) -> str:
-    """A horizontal bar of unicode eighth blocks, `count` scaled to `peak` over `width` cells."""
-    if peak <= 0 or count <= 0:
-        return ""
-    eighths = max(1, round(count / peak * width * 8))
-    return "█" * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
-
-
-def _render_histogram(o: OutputComparison, con: Console, what: str, max_rows: int = 16
-                      ) -> None:
-    from kdiag.report import escape
-
-    h = o.histogram
-    assert h is not None
-    bins = h.bins
-    rows: list[tuple[str, int, bool]] = []
-    if bins:
-        group = max(1, math.ceil(len(bins) / max_rows))
-        for i in range(0, len(bins), group):
-            part = bins[i:i + group]
-            lo, hi = part[0][0], part[-1][1]
-            rows.append((f"[{lo:.2e}, {hi:.2e})", sum(c for _, _, c in part), lo >= o.atol))
-    if h.zero:
-        rows.insert(0, ("exactly 0", h.zero, False))
-    if h.nonfinite:
-        rows.append(("NaN/Inf", h.nonfinite, True))
-    if not rows:
-        return
-    peak = max(c for _, c, _ in rows)
-    con.print(f"[bold]Histogram of each record's {what} |a-b|, '{escape(o.name)}'[/bold] "
-              f"(records; yellow: at or above atol {o.atol:g})")
-    width = max(len(label) for label, _, _ in rows)
-    for label, count, hot in rows:
-        style = "yellow" if hot else "cyan"
-        con.print(f"  {label:>{width}} [{style}]{bar(count, peak):<40}[/] {count}")

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import (
+    emit_json,
+    existing_dir,
+    existing_file,
+    exit_with,
+    format_option,
+    framework_version_option,
+    parse_when,
+    tolerance_option,
+)
 
 EPILOG = """\b
 Examples:
@@ -30,24 +39,25 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("--model", "model", required=True,
               help="SavedModel folder, version folder, or model.tar.gz (extracted safely to a "
                    "temporary folder).")
-@click.option("--content-type", help="The request's Content-Type (default from the file "
-              "suffix, else application/json).")
-@click.option("--accept", help="The Accept header.")
-@click.option("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes.")
-@click.option("--framework-version", help="The serving image's TensorFlow version "
-              "(default: newest container generation).")
-@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--content-type", help="The request's Content-Type header (default from the "
+              "file suffix: .json, .jsonl, .csv; else application/json).")
+@click.option("--accept", help="The request's Accept header.")
+@click.option("--custom-attributes", help="The request's X-Amzn-SageMaker-Custom-Attributes "
+              "header.")
+@framework_version_option
+@click.option("--code", "code_dir", type=existing_dir(),
               help="code/ folder with inference.py: runs YOUR handlers (executes your code).")
 @click.option("--model-name", help="The name the container serves the model under.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies.")
 @click.option("--max-batch", type=click.IntRange(1, 65536), default=256, show_default=True,
               help="At most this many instances per stacked model call in batch replay.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write one JSON line per payload (id, outputs or error) for kdiag diff.")
-@click.option("--keras", "keras_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write one JSON line per payload or captured record (id, outputs or error) "
+                   "for kdiag diff.")
+@click.option("--keras", "keras_path", type=existing_file(),
               help="The notebook's .keras model: run its own predict() on --client-input and "
                    "diff with the endpoint.")
-@click.option("--custom-objects", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--custom-objects", type=existing_file(),
               help="Module defining the Keras model's custom classes (imported: runs its code).")
 @click.option("--client-input", help="What the notebook passed to predict(): a file (.npy "
               "array, or text such as JSON) or a literal string.")
@@ -58,20 +68,24 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
               "captured ones.")
 @click.option("--endpoint-url", help="--capture from a local S3 (moto, MinIO).")
 @click.option("--limit", type=click.IntRange(min=1), help="--capture: at most this many records.")
-@click.option("--since", help="--capture: records at or after this time (ISO 8601, UTC).")
-@click.option("--until", help="--capture: records before this time.")
+@click.option("--since", callback=lambda c, p, v: parse_when(v, "--since"),
+              help="--capture: records at or after this time (ISO 8601, UTC).")
+@click.option("--until", callback=lambda c, p, v: parse_when(v, "--until"),
+              help="--capture: records before this time.")
 @click.option("--shard", metavar="K/N", help="--capture: shard K of N, to split a large capture "
               "across machines or CI jobs.")
-@click.option("--atol", type=float, default=1e-5, show_default=True)
-@click.option("--rtol", type=float, default=1e-5, show_default=True)
+@tolerance_option("--atol", "the outputs compared (captured, notebook)")
+@tolerance_option("--rtol", "the outputs compared (captured, notebook)")
+@click.option("-v", "--verbose", is_flag=True, help="Several payloads: list every payload, "
+              "not only the rejected ones.")
 @format_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,
             out: Path | None, keras_path: Path | None, custom_objects: Path | None,
             client_input: str | None, unsafe_keras: bool, capture: str | None,
-            endpoint_url: str | None, limit: int | None, since: str | None, until: str | None,
-            shard: str | None, atol: float, rtol: float, fmt: str) -> None:
+            endpoint_url: str | None, limit: int | None, since, until,
+            shard: str | None, atol, rtol, verbose: bool, fmt: str) -> None:
     """Run PAYLOAD through the real model exactly as the endpoint would, and show every stage:
     wire, container, TF Serving's parse, the graph, TF Serving's response, the container's
     answer, what boto3 returns or raises, and what your JSON deserializer hands back.
@@ -94,7 +108,7 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
         _replay_capture(model, capture, framework_version=framework_version, code_dir=code_dir,
                         model_name=model_name, endpoint_url=endpoint_url, limit=limit,
                         since=since, until=until, shard=shard, max_batch=max_batch,
-                        atol=atol, rtol=rtol, fmt=fmt)
+                        atol=atol, rtol=rtol, out=out, fmt=fmt)
         return
     if payload is None:
         raise KdiagError("Give a PAYLOAD (file, - for stdin, or a folder) or --capture PATH.")
@@ -115,7 +129,7 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     if keras_path is not None:
         notebook_versus_endpoint(results[0], keras_path, _client_input(client_input),
                                  custom_objects=custom_objects, safe_mode=not unsafe_keras,
-                                 atol=atol, rtol=rtol)
+                                 atol=atol.value(1e-5), rtol=rtol.value(1e-5))
     if out is not None:
         _write_results(out, results)
     if fmt == "json":
@@ -128,22 +142,17 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
         if single:
             render_replay(results[0], con)
         else:
-            render_validation_batch(results, con)
+            render_validation_batch(results, con, verbose=verbose)
     differs = any(r.notebook and r.notebook.get("verdict") != "agree" for r in results)
     exit_with(1 if differs or any(not r.accepted for r in results) else 0)
 
 
 def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
-    from rich.progress import Progress
-
     from kdiag.replays.replay import replay_many
+    from kdiag.report import progress_bar
 
-    if quiet or len(items) < 200:
-        return replay_many(endpoint, items, max_batch=max_batch)
-    with Progress(transient=True, console=None) as bar:
-        task = bar.add_task("replaying", total=len(items))
-        return replay_many(endpoint, items, max_batch=max_batch,
-                           progress=lambda n: bar.advance(task, n))
+    with progress_bar("replaying", total=len(items), quiet=quiet) as advance:
+        return replay_many(endpoint, items, max_batch=max_batch, progress=advance)
 
 
 def _client_input(value: str) -> object:
@@ -167,37 +176,35 @@ def _write_results(out: Path, results) -> None:
 
 
 def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,
-                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt) -> None:
-    from rich.progress import Progress
+                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, out,
+                    fmt) -> None:
+    from contextlib import nullcontext
 
-    from kdiag.commands.diff import _parse_when, render
+    from kdiag.atomic import open_atomically
     from kdiag.comparison import CompareConfig
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.capture_replay import replay_capture
-    from kdiag.report import console
+    from kdiag.replays.outputs import result_line
+    from kdiag.report import console, progress_bar, render_capture_replay
 
-    config = CompareConfig(atol=atol, rtol=rtol)
-    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=_parse_when(since, "--since"),
-                  until=_parse_when(until, "--until"),
+    config = CompareConfig(atol=atol.value(1e-5), rtol=rtol.value(1e-5),
+                           atol_by_output=atol.by_output, rtol_by_output=rtol.by_output)
+    kwargs = dict(endpoint_url=endpoint_url, limit=limit, since=since, until=until,
                   shard=parse_shard(shard) if shard else None, max_batch=max_batch,
                   config=config)
     with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
-        if fmt == "json":
-            result = replay_capture(endpoint, capture, **kwargs)
-        else:
-            with Progress(transient=True) as bar:
-                task = bar.add_task("replaying capture", total=limit)
-                result = replay_capture(endpoint, capture,
-                                        progress=lambda n: bar.advance(task, n), **kwargs)
-    failed = not result.comparison.ok
+                       model_name=model_name) as endpoint, \
+            (open_atomically(out) if out is not None else nullcontext()) as sink, \
+            progress_bar("replaying capture", total=limit, quiet=fmt == "json") as advance:
+        def write(rid: str, outputs: dict | None, error: str | None) -> None:
+            sink.write(result_line(rid, outputs, error=error))
+
+        result = replay_capture(endpoint, capture, progress=advance,
+                                on_record=write if sink is not None else None, **kwargs)
+    failed = any(f.severity == "error" for f in result.findings)
     if fmt == "json":
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "out": None if out is None else str(out)})
     else:
-        con = console()
-        con.print(f"{result.records} captured records: {result.replayed_ok} replayed locally, "
-                  f"{result.rejected_locally} rejected by the local path; A = captured "
-                  "endpoint output, B = local replay")
-        render(result.comparison, con, failed=failed)
+        render_capture_replay(result, console(), failed=failed, out=out)
     exit_with(1 if failed else 0)

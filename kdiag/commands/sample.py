@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kdiag.atomic import write_atomically
-from kdiag.commands._common import emit_json, format_option
+from kdiag.commands._common import emit_json, format_option, signature_option
 
 
 @click.command("sample", epilog="""\b
@@ -38,16 +38,17 @@ string inputs that carry images (named *image*, *img*, *bytes*, or decoded in th
 small PNG files sent as {"b64": ...}. Unknown non-batch dimensions default to 1 (with a note).
 Text output prints only the body, so it can be redirected; notes go to stderr.
 """)
-@click.option("--signature", "signature_arg", required=True, metavar="SIG",
-              help="A model (SavedModel folder, model.tar.gz, .keras) or a signature JSON file "
+@signature_option("--signature", "signature_arg", required=True,
+                 help="A model (SavedModel folder, model.tar.gz, .keras) or a signature JSON file "
                    "from `kdiag inspect --format json`.")
 @click.option("--signature-name", metavar="NAME",
               help="Which signature to sample (default: serving_default). Written into the "
                    "body as \"signature_name\" when it is not serving_default.")
 @click.option("--content-type", "content_type", default="json", show_default=True,
               metavar="TYPE",
-              help="json, jsonlines or csv, or the full MIME type (application/json, "
-                   "application/jsonlines, application/jsons, text/csv).")
+              help="The request's Content-Type header the body is written for: the full "
+                   "type (application/json, application/jsonlines, application/jsons, text/csv) "
+                   "or its short name json, jsonlines, csv.")
 @click.option("--columnar", is_flag=True,
               help="Send {\"inputs\": ...} (tensors exactly as written) instead of "
                    "{\"instances\": [...]} (one entry per batch row). JSON only.")

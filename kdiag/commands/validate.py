@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import emit_json, exit_with, format_option
+from kdiag.commands._common import (
+    emit_json,
+    existing_dir,
+    exit_with,
+    fail_on_option,
+    format_option,
+    framework_version_option,
+    signature_option,
+)
 
 EPILOG = """\b
 Examples:
@@ -28,21 +36,20 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
 
 @click.command("validate", epilog=EPILOG)
 @click.argument("payload")
-@click.option("--signature", "signature", required=True,
-              help="A model (SavedModel folder, version folder, model.tar.gz) or a signature "
-                   "JSON file from `kdiag inspect --format json`.")
+@signature_option("--signature", "signature", required=True,
+                 help="A model (SavedModel folder, version folder, model.tar.gz) or a signature "
+                      "JSON file from `kdiag inspect MODEL --format json`.")
 @click.option("--content-type", help="The request's Content-Type header exactly as the client "
               "sends it. Default: from the file suffix (.json, .jsonl, .csv), else "
               "application/json.")
 @click.option("--accept", help="The Accept header the client sends.")
 @click.option("--custom-attributes", help="The X-Amzn-SageMaker-Custom-Attributes header, e.g. "
               "'tfs-model-name=model,tfs-model-version=2'.")
-@click.option("--framework-version", help="The TensorFlow version of the serving image (e.g. "
-              "2.13); it picks the container generation and TF Serving release. Default: newest.")
+@framework_version_option
 @click.option("--via", type=click.Choice(["container", "tfs"]), default="container",
               show_default=True, help="container: through the SageMaker container (InvokeEndpoint); "
               "tfs: straight to TF Serving's REST API (as from inference.py or tensorflow/serving).")
-@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--code", "code_dir", type=existing_dir(),
               help="The model's code/ folder: runs YOUR inference.py handlers, as the container "
                    "would. Only with this option is user code executed.")
 @click.option("--signature-name", help="Which signature to check against (default serving_default).")
@@ -52,13 +59,14 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
               default="realtime", show_default=True, help="Sets the request-size limit.")
 @click.option("--each-line", is_flag=True, help="PAYLOAD is a JSON-lines file of bodies: "
               "validate every line as its own request.")
+@click.option("-v", "--verbose", is_flag=True, help="Several payloads: list every payload, "
+              "not only the rejected ones.")
 @format_option
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default="error",
-              show_default=True, help="Also exit 1 when a finding is at or above this severity.")
+@fail_on_option
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
-            endpoint_kind: str, each_line: bool, fmt: str, fail_on: str) -> None:
+            endpoint_kind: str, each_line: bool, verbose: bool, fmt: str, fail_on: str) -> None:
     """Predict what the endpoint answers to PAYLOAD, stage by stage, without the model and
     without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
     status and error text, the root cause in plain words, and a corrected payload.
@@ -70,8 +78,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     from kdiag.diagnosis.validation import ValidateOptions, validate
     from kdiag.model.target import resolve_target
     from kdiag.path.container import Request
-    from kdiag.payloads.files import iter_bodies
-    from kdiag.report import console, render_validation, render_validation_batch
+    from kdiag.payloads.files import iter_bodies, payload_files
+    from kdiag.report import console, progress_bar, render_validation, render_validation_batch
 
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
@@ -81,13 +89,19 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
                            has_requirements=target.has_requirements, has_lib=target.has_lib,
                            misplaced_code=target.misplaced_code)
     results = []
-    for name, body, ct in iter_bodies(payload, each_line=each_line, content_type=content_type):
-        req = Request(body=body, content_type=ct, accept=accept,
-                      custom_attributes=custom_attributes)
-        res = validate(req, target.signatures, opts, name=name)
-        res.findings = target.findings + res.findings
-        results.append(res)
-    single = len(results) == 1 and not (Path(payload).is_dir() or each_line)
+    folder = payload != "-" and Path(payload).is_dir()
+    total = len(payload_files(Path(payload))) if folder else None
+    with progress_bar("validating", total=total,
+                      quiet=fmt == "json" or not (folder or each_line)) as advance:
+        for name, body, ct in iter_bodies(payload, each_line=each_line,
+                                          content_type=content_type):
+            req = Request(body=body, content_type=ct, accept=accept,
+                          custom_attributes=custom_attributes)
+            res = validate(req, target.signatures, opts, name=name)
+            res.findings = target.findings + res.findings
+            results.append(res)
+            advance(1)
+    single = len(results) == 1 and not (folder or each_line)
     if fmt == "json":
         if single:
             emit_json(results[0].to_json())
@@ -100,6 +114,6 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
         if single:
             render_validation(results[0], con)
         else:
-            render_validation_batch(results, con)
+            render_validation_batch(results, con, verbose=verbose)
     bad = any(not r.accepted or fails(r.findings, fail_on) for r in results)
     exit_with(1 if bad else 0)

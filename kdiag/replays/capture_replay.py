@@ -1,5 +1,10 @@
 """Replay SageMaker Data Capture: captured inputs through the local path, diffed with the
-captured outputs. Streams in chunks, so memory stays bounded whatever the capture's size."""
+captured outputs. Streams in chunks, so memory stays bounded whatever the capture's size.
+
+The result says what was read (files, lines, records), what could not be read (counted by
+reason, never skipped silently: finding KD715) and, per record, what the local replay gave, so
+`replay --capture ... --out FILE` writes one line per record for `kdiag diff`.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,15 @@ from itertools import islice
 import numpy as np
 
 from kdiag.comparison import Comparator, CompareConfig, ComparisonResult
+from kdiag.diagnosis.findings import Finding
 from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.replays.capture import CaptureRecord, CaptureStats, iter_capture
 from kdiag.replays.outputs import capture_output_tensors
 from kdiag.replays.replay import replay_many
+
+# (record id, the local replay's decoded outputs or None, why there are none or None)
+RecordCallback = Callable[[str, dict | None, str | None], None]
 
 
 @dataclass
@@ -24,12 +33,43 @@ class CaptureReplayResult:
     records: int = 0
     replayed_ok: int = 0
     rejected_locally: int = 0
+    not_replayable: int = 0
     stats: CaptureStats = field(default_factory=CaptureStats)
 
+    @property
+    def skipped_lines(self) -> int:
+        return sum(self.stats.skipped.values())
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The comparison's findings, with the unread lines first: a capture replay that
+        skipped records compares less than the capture holds."""
+        return self.read_findings() + list(self.comparison.findings)
+
+    def read_findings(self) -> list[Finding]:
+        st = self.stats
+        if not st.skipped:
+            return []
+        reasons = "; ".join(f"{n} {r}" for r, n in st.skipped.items())
+        return [Finding(
+            "KD715", "warning", "compare",
+            f"{self.skipped_lines} of {st.lines} capture lines could not be read and were not "
+            f"replayed ({reasons}); first: {st.examples[0] if st.examples else '?'}.",
+            "A truncated last line happens when a capture file is cut while being written; "
+            "other reasons point at files that are not Data Capture output.")]
+
     def to_json(self) -> dict:
+        st = self.stats
         return {"records": self.records, "replayed_ok": self.replayed_ok,
                 "rejected_locally": self.rejected_locally,
-                "comparison": self.comparison.to_dict()}
+                "not_replayable": self.not_replayable,
+                "read": {"files": st.files, "files_listed": st.files_listed,
+                         "lines": st.lines, "records": st.records,
+                         "filtered_out": st.filtered_out,
+                         "skipped": self.skipped_lines, "skipped_by_reason": dict(st.skipped),
+                         "skipped_examples": list(st.examples)},
+                "comparison": self.comparison.to_dict(),
+                "findings": [f.to_dict() for f in self.findings]}
 
 
 def _columns(per_record: list[dict[str, np.ndarray] | None]) -> dict[str, list]:
@@ -41,8 +81,12 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
                    limit: int | None = None, since: datetime | None = None,
                    until: datetime | None = None, shard: tuple[int, int] | None = None,
                    max_batch: int = 256, chunk: int = 2000, config: CompareConfig | None = None,
-                   progress: Callable[[int], None] | None = None) -> CaptureReplayResult:
-    """A = what the live endpoint answered (captured), B = the local replay of the same input."""
+                   progress: Callable[[int], None] | None = None,
+                   on_record: RecordCallback | None = None) -> CaptureReplayResult:
+    """A = what the live endpoint answered (captured), B = the local replay of the same input.
+
+    `on_record` is called once per record, in capture order, with the local outputs or the
+    reason there are none (for `--out`)."""
     stats = CaptureStats()
     cmp = Comparator(config or CompareConfig())
     out = CaptureReplayResult(comparison=None, stats=stats)  # type: ignore[arg-type]
@@ -64,6 +108,7 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
             if rec.input is None or rec.input.decode_error is not None:
                 local_err[i] = "no replayable endpointInput" + (
                     f" ({rec.input.decode_error})" if rec.input is not None else "")
+                out.not_replayable += 1
         for i, res in zip(where, results, strict=True):
             if res.accepted:
                 local[i] = res.decoded
@@ -80,6 +125,9 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
                 cap_err[i] = err
         cmp.add(_columns(captured), _columns(local), [r.id for r in block],
                 a_errors=cap_err, b_errors=local_err)
+        if on_record is not None:
+            for i, rec in enumerate(block):
+                on_record(rec.id, local[i], local_err.get(i))
         out.records += len(block)
         if progress:
             progress(len(block))

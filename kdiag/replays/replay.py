@@ -211,8 +211,9 @@ def notebook_versus_endpoint(res: ReplayResult, keras_path: Path, client_input: 
             "KD721", "error", res.stage or "model",
             f"The notebook's predict() accepts the client input but the endpoint rejects the "
             f"payload at stage {res.stage}.{why}",
-            "Send the endpoint what the notebook's predict() passes to call() (the fixed "
-            "payload below), or move that preprocessing into call() and export again."))
+            "Send the endpoint what the notebook's predict() passes to call()"
+            + (" (the fixed payload below)" if res.fixed_payload else "")
+            + ", or move that preprocessing into call() and export again."))
     else:
         a = {k: np.asarray(v) for k, v in nb.outputs.items()}
         b = dict(res.decoded)

@@ -87,7 +87,11 @@ def test_each_line_validates_every_line(tmp_path):
     p.write_text("[1,2,3,4,5]\n[[1,2]]\n")
     r = run(p, "--each-line", "--signature", SIG)
     assert r.exit_code == 1
-    assert "line 1" in r.output and "line 2" in r.output and "1 accepted, 1 rejected" in r.output
+    # The summary and the rejected payloads; -v lists the accepted ones too.
+    assert "2 payloads: 1 accepted, 1 rejected" in r.output
+    assert "line 2" in r.output and "line 1" not in r.output
+    r = run(p, "--each-line", "--signature", SIG, "-v")
+    assert "line 1" in r.output and "line 2" in r.output
 
 
 def test_missing_payload_exits_2():
