@@ -21,7 +21,9 @@ EPILOG = """\b
 Examples:
   kdiag replay body.json --model export/1
   kdiag replay body.csv --model model.tar.gz --content-type text/csv
-  kdiag replay bodies/ --model export/1 --out results.jsonl     then: kdiag diff ...
+  kdiag replay bodies/ --model export/1 --out results.jsonl
+                                   (then kdiag diff endpoint.json results.jsonl)
+  kdiag replay --capture capture/ --model export/1 --out local.jsonl
   kdiag replay bodies.jsonl --each-line --model export/1 --max-batch 512
   kdiag replay body.json --model export/1 --keras model.keras \\
       --custom-objects my_model.py --client-input '{"data": [[1, 2, 3, 4, 5]]}'

@@ -16,9 +16,9 @@ Examples:
                                   one instance, row format: {"instances": [...]}
   kdiag sample --signature signature.json --batch 4 --seed 7
                                   four instances, same values on every run with seed 7
-  kdiag sample --signature model.tar.gz --range pixels:0,255 --dim pixels:1=224 --dim pixels:2=224
+  kdiag sample --signature images.json --range pixels:0,255 --dim pixels:1=224 --dim pixels:2=224
                                   pixel values in [0, 255), unknown image axes set to 224
-  kdiag sample --signature export/1 --range token_ids:0,5000
+  kdiag sample --signature text.json --range token_ids:0,5000
                                   integer ids 0..4999 (an embedding's vocabulary size)
   kdiag sample --signature export/1 --content-type csv --batch 3 --out rows.csv
                                   three CSV rows (single numeric input only)
@@ -40,7 +40,7 @@ Text output prints only the body, so it can be redirected; notes go to stderr.
 """)
 @signature_option("--signature", "signature_arg", required=True,
                  help="A model (SavedModel folder, model.tar.gz, .keras) or a signature JSON file "
-                   "from `kdiag inspect --format json`.")
+                   "from `kdiag inspect MODEL --format json`.")
 @click.option("--signature-name", metavar="NAME",
               help="Which signature to sample (default: serving_default). Written into the "
                    "body as \"signature_name\" when it is not serving_default.")

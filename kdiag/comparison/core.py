@@ -476,8 +476,8 @@ class Comparator:
                 "KD713", "error", STAGE,
                 f"nothing was compared: {self._seen} aligned records, "
                 f"{len(outputs)} outputs in common.",
-                "Check that both sets hold records of the same model outputs (kdiag diff "
-                "--format json shows what was read)."))
+                "Check that both sets hold records of the same model outputs; what was read: "
+                "kdiag diff A B --format json."))
         return out
 
 

@@ -104,8 +104,9 @@ def _model_findings(inv: Invocation) -> list[Finding]:
     if inv.stage == "model":
         return [Finding("KD500", "error", "model",
                         f"The graph failed on a request TF Serving accepted: {inv.model_error}",
-                        "Compare the request with what the model was trained on (kdiag replay "
-                        "--keras ... --client-input ... shows the notebook's side).")]
+                        "Compare the request with what the model was trained on; the notebook's "
+                        "side: kdiag replay PAYLOAD --model EXPORT --keras MODEL.keras "
+                        "--client-input INPUT.")]
     return []
 
 
