@@ -107,7 +107,7 @@ def findings_table(con: Console, findings: list[Finding], *, show_info: bool = T
     t.add_column("code", no_wrap=True)
     t.add_column("severity", no_wrap=True)
     t.add_column("stage", no_wrap=True)
-    t.add_column("what and fix")
+    t.add_column("what and fix", overflow="fold")  # a long word folds, never cut
     for f in sorted(shown, key=lambda f: order[f.severity]):
         cell = escape(f.message)
         if f.fix:

@@ -34,10 +34,10 @@ custom_objects, replay. Options override the file (a list option replaces the fi
 Paths in the file are relative to the file.
 
 \b
-Outputs: a summary on stdout; --junit FILE (one test case per check); --json FILE (keys:
-model, passed, exit_code, replayed, counts, cases[] {name, group, status, seconds, file,
-detail, findings[]}, findings[]); under GitHub Actions (GITHUB_ACTIONS=true) one
-::error/::warning annotation per finding.
+Outputs: a summary on stdout (--format json: the --json object instead); --junit FILE (one
+test case per check); --json FILE (keys: model, passed, exit_code, replayed, counts, cases[]
+{name, group, status, seconds, file, detail, findings[]}, findings[]); under GitHub Actions
+(GITHUB_ACTIONS=true) one ::error/::warning annotation per finding.
 Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
 """
 

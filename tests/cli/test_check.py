@@ -215,8 +215,8 @@ def test_payload_and_expect_output_options(tmp_path):
 @pytest.mark.parametrize("args,match", [
     ((), "No model to check"),
     ((GOOD, "--expect-output", "a:float32:x"), "Bad --expect-output"),
-    ((GOOD, "--atol", "-1"), "--atol must be >= 0"),
-    ((GOOD, "--framework-version", "banana"), "framework version"),
+    ((GOOD, "--atol", "-1"), "a tolerance is a finite number >= 0"),
+    ((GOOD, "--framework-version", "banana"), "not a TensorFlow version"),
     (("nope.tar.gz",), "does not exist"),
     ((GOOD, "--payload", "nope.json"), "does not exist"),
 ])
