@@ -478,6 +478,18 @@ def render_capture_replay(result, con: Console, *, failed: bool, out=None) -> No
               f"{result.rejected_locally} rejected by the local path, "
               f"{result.not_replayable} without a replayable input. "
               "A = captured endpoint output, B = local replay.")
+    if result.rejected:
+        con.print(f"[bold]Rejected by the local path[/bold] (first {len(result.rejected)} of "
+                  f"{result.rejected_locally}; each with its root cause and, when one passes "
+                  "the same path, the payload to send instead):")
+        for r in result.rejected:
+            con.print(f"- {escape(r['id'])}: {escape(r['cause'])}")
+            fixed = r.get("fixed_payload")
+            if fixed:
+                body = fixed["body"]
+                con.print(f"    send instead ({escape(fixed['content_type'])}): "
+                          + escape(body if len(body) <= EXAMPLE_LIMIT
+                                   else body[:EXAMPLE_LIMIT] + "…"), soft_wrap=True)
     render_comparison(result.comparison, con, failed=failed, findings=result.findings)
     if out is not None:
         con.print(f"wrote {result.records} result line(s) to {escape(str(out))} "

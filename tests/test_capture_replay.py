@@ -151,3 +151,31 @@ def test_out_is_not_left_half_written_when_the_capture_cannot_be_read(tmp_path):
                                  "--out", str(out)])
     assert r.exit_code == 2, r.output
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_records_rejected_locally_come_with_their_cause_and_a_fix_that_passes(tmp_path):
+    from kdiag.diagnosis.validation import ValidateOptions, validate
+    from kdiag.model.target import resolve_target
+    from kdiag.path.container import Request
+
+    cap = write_capture(tmp_path / "cap", 4)
+    f = next(cap.rglob("*.jsonl"))
+    rec = json.loads(f.read_text().splitlines()[0])
+    rec["captureData"]["endpointInput"]["data"] = json.dumps(
+        {"instances": [["1.0", "2.0", "3.0", "4.0", "5.0"]]})
+    rec["eventMetadata"]["inferenceId"] = "strings"
+    f.write_text(f.read_text() + json.dumps(rec) + "\n")
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--format", "json", "--atol", "1e-4"])
+    doc = json.loads(r.output)
+    assert doc["rejected_locally"] == 1
+    (rej,) = doc["rejected"]
+    assert rej["id"] == "strings" and rej["code"] == "KD301" and rej["status"] == 400
+    fixed = rej["fixed_payload"]
+    assert fixed is not None
+    target = resolve_target(CUSTOM)
+    again = validate(Request(fixed["body"].encode(), fixed["content_type"]), target.signatures,
+                     ValidateOptions(model_name=target.model_name))
+    assert again.accepted
+    t = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM])
+    assert "Rejected by the local path" in t.output and "send instead" in t.output

@@ -25,6 +25,7 @@ from kdiag.replays.replay import replay_many
 
 # (record id, the local replay's decoded outputs or None, why there are none or None)
 RecordCallback = Callable[[str, dict | None, str | None], None]
+REJECTED_KEPT = 20  # rejected records kept with their diagnosis and fixed payload
 
 
 @dataclass
@@ -35,6 +36,9 @@ class CaptureReplayResult:
     rejected_locally: int = 0
     not_replayable: int = 0
     stats: CaptureStats = field(default_factory=CaptureStats)
+    # The first rejected records: id, status, stage, root cause, the fixed payload when kdiag
+    # has one that passes the same path (what a "fix the failure first" finding points at).
+    rejected: list[dict] = field(default_factory=list)
 
     @property
     def skipped_lines(self) -> int:
@@ -68,8 +72,17 @@ class CaptureReplayResult:
                          "filtered_out": st.filtered_out,
                          "skipped": self.skipped_lines, "skipped_by_reason": dict(st.skipped),
                          "skipped_examples": list(st.examples)},
+                "rejected": self.rejected,
                 "comparison": self.comparison.to_dict(),
                 "findings": [f.to_dict() for f in self.findings]}
+
+
+def _rejected(rid: str, res) -> dict:
+    from kdiag.diagnosis.validation import one_line
+
+    root = next((f for f in res.findings if f.severity == "error"), None)
+    return {"id": rid, "status": res.status, "stage": res.stage, "cause": one_line(res),
+            "code": root.code if root else None, "fixed_payload": res.fixed_payload}
 
 
 def _columns(per_record: list[dict[str, np.ndarray] | None]) -> dict[str, list]:
@@ -116,6 +129,8 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
             else:
                 local_err[i] = f"local replay rejected it: {res.status} at {res.stage}"
                 out.rejected_locally += 1
+                if len(out.rejected) < REJECTED_KEPT:
+                    out.rejected.append(_rejected(block[i].id, res))
         captured: list[dict | None] = []
         cap_err: dict[int, str] = {}
         for i, rec in enumerate(block):
