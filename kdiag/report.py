@@ -341,7 +341,7 @@ def render_replay(res, con: Console) -> None:
 
 # ---- comparisons (diff, replay --capture) -------------------------------------------------
 
-def _g(x: object) -> str:
+def _num(x: object) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
@@ -377,13 +377,13 @@ def render_comparison(r: ComparisonResult, con: Console, *, failed: bool,
             dt = o.dtype_a if o.dtype_a == o.dtype_b else f"{o.dtype_a} / {o.dtype_b}"
             sh = o.shape_a if o.shape_a == o.shape_b else f"{o.shape_a} / {o.shape_b}"
             req = "-" if o.required_atol is None else \
-                f"atol {_g(o.required_atol)} or rtol {_g(o.required_rtol)}"
+                f"atol {_num(o.required_atol)} or rtol {_num(o.required_rtol)}"
             verdict = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
             rows.append([escape(name), escape(str(dt)), escape(str(sh)),
                          f"{o.compared}/{o.records}", str(o.failed),
                          f"{o.nan_mismatches}/{o.inf_mismatches}",
-                         f"{_g(o.abs_max)} / {_g(o.abs_mean)}",
-                         f"{_g(o.rel_max)} / {_g(o.rel_mean)}", req, verdict])
+                         f"{_num(o.abs_max)} / {_num(o.abs_mean)}",
+                         f"{_num(o.rel_max)} / {_num(o.rel_mean)}", req, verdict])
         print_rows(con, "Outputs", cols, rows)
 
     if r.mismatches:
@@ -417,8 +417,8 @@ def _render_worst(o: OutputComparison, con: Console, what: str) -> None:
     cols = [Col("id", no_wrap=False), Col("verdict"), Col(label),
             Col(f"rel {what}" if o.numeric else "rel"), Col("largest at", no_wrap=False),
             Col("A there", no_wrap=False), Col("B there", no_wrap=False)]
-    rows = [[escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _g(w.abs), _g(w.rel),
-             "[" + ", ".join(map(str, w.element)) + "]", escape(_g(w.a)), escape(_g(w.b))]
+    rows = [[escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _num(w.abs), _num(w.rel),
+             "[" + ", ".join(map(str, w.element)) + "]", escape(_num(w.a)), escape(_num(w.b))]
             for w in o.worst]
     print_rows(con, f"Worst records of '{escape(o.name)}'", cols, rows)
 
@@ -494,3 +494,147 @@ def render_capture_replay(result, con: Console, *, failed: bool, out=None) -> No
     if out is not None:
         con.print(f"wrote {result.records} result line(s) to {escape(str(out))} "
                   "(kdiag diff reads them)")
+
+
+# ---- kdiag probe (from the redacted JSON document) ---------------------------------------
+
+def render_probe(doc: dict, con: Console) -> None:
+    from rich.table import Table
+
+    ep = doc["endpoint"]
+    status = ep.get("status") or "?"
+    style = "green" if status == "InService" else "bold red"
+    con.print(f"[bold]Endpoint[/bold] {escape(ep['name'])} ({escape(ep.get('region') or '?')}): "
+              f"[{style}]{escape(status)}[/]"
+              + (f"  FailureReason: {escape(ep['failure_reason'])}" if ep.get("failure_reason")
+                 else ""))
+    con.print(f"config {escape(ep.get('config_name') or '?')}; TensorFlow "
+              f"{escape(doc.get('framework_version') or 'unknown')} -> container "
+              f"{escape(doc.get('generation') or '?')}; served as model "
+              f"{escape(doc.get('model_name') or '?')}")
+    if ep.get("variants"):
+        t = Table(title="Variants", title_justify="left")
+        for col in ("variant", "model", "instances", "weight"):
+            t.add_column(col, no_wrap=True)
+        for v in ep["variants"]:
+            inst = "serverless" if v.get("serverless") else \
+                f"{v.get('instance_count')} x {v.get('instance_type')}"
+            t.add_row(escape(v["name"]), escape(v.get("model_name") or "?"), escape(inst),
+                      "" if v.get("weight") is None else f"{v['weight']:g}")
+        con.print(t)
+    for m in ep.get("models") or []:
+        img = (m.get("image") or {}).get("image") or "?"
+        con.print(f"model {escape(m['name'])}: image {escape(img)}")
+        if m.get("model_data_url"):
+            con.print(f"  ModelDataUrl {escape(m['model_data_url'])}")
+        for k, v in sorted((m.get("environment") or {}).items()):
+            con.print(f"  {escape(k)}={escape(v)}")
+    cap = ep.get("data_capture")
+    if cap:
+        con.print(f"Data Capture: {'on' if cap.get('EnableCapture', True) else 'off'} -> "
+                  f"{escape(str(cap.get('DestinationS3Uri')))}")
+    sig = doc.get("signature")
+    if sig:
+        ins = ", ".join(f"{k} {v['dtype']} {v['shape']}" for k, v in sig["inputs"].items())
+        src = {"inferred": "inferred from the endpoint's answers", "s3": "the endpoint's "
+               "model.tar.gz"}.get(sig["source"], f"from {sig['source']}")
+        con.print(f"[bold]Signature[/bold] ({escape(src)}): {escape(ins)}")
+    if doc.get("payloads"):
+        t = Table(title="Payloads", title_justify="left")
+        for col in ("payload", "content type", "kdiag predicts", "endpoint answered", "agree",
+                    "replay"):
+            t.add_column(col, no_wrap=col != "payload")
+        for p in doc["payloads"]:
+            t.add_row(escape(p["name"]), escape(str(p["request"]["content_type"])),
+                      escape(_predicted(p)), escape(_live(p)), _agree(p["agreement"]),
+                      escape(_replay(p)))
+        con.print(t)
+        for p in doc["payloads"]:
+            live = p.get("live") or {}
+            if live.get("ok") and live.get("body"):
+                con.print(f"[bold]{escape(p['name'])}[/bold] answered: "
+                          + escape(" ".join(live["body"].split())[:300]), soft_wrap=True)
+            logs = p.get("logs")
+            if logs and logs.get("lines"):
+                con.print(f"[bold]{escape(p['name'])}[/bold]: log lines from "
+                          f"{escape(logs['group'])}")
+                for line in logs["lines"][:40]:
+                    con.print(f"  {escape(line['stream'])} | {escape(line['message'])}",
+                              soft_wrap=True)
+    findings = [Finding(**f) for f in doc.get("findings") or []]
+    findings_table(con, findings)
+    verb = "would send" if doc.get("dry_run") else "sent"
+    verdict = "[green]healthy[/green]" if doc.get("healthy") else "[bold red]not healthy[/]"
+    con.print(f"{verdict}; {verb} {len(doc.get('payloads') or [])} payload(s), "
+              f"{doc.get('requests_sent', 0)} of at most {doc.get('max_requests')} runtime "
+              "call(s) made.")
+
+
+def _predicted(p: dict) -> str:
+    pred = p.get("prediction")
+    if not pred:
+        return "-"
+    return f"{pred['status']} accepted" if pred["accepted"] else \
+        f"{pred['status']} at {pred['stage']}"
+
+
+def _live(p: dict) -> str:
+    live = p.get("live")
+    if not live:
+        return "not sent"
+    if live["ok"]:
+        return f"200 ({live.get('content_type')})"
+    if live["kind"] == "model-error":
+        return f"ModelError {live.get('original_status_code')}"
+    if live["kind"] == "budget":
+        return "not sent (budget)"
+    return f"{live.get('error_code') or live['kind']}"
+
+
+def _agree(value: str) -> str:
+    return {"agree": "[green]yes[/green]", "disagree": "[bold red]NO[/]"}.get(value, "-")
+
+
+def _replay(p: dict) -> str:
+    r = p.get("replay")
+    if not r:
+        return "-"
+    if "error" in r:
+        return "error"
+    if "ok" in r:
+        return "outputs match" if r["ok"] else "outputs DIFFER"
+    return f"{r.get('status')}"
+
+
+# ---- kdiag check ----------------------------------------------------------------------------
+
+STATUS_STYLE = {"passed": "[green]pass[/green]", "failed": "[bold red]FAIL[/bold red]",
+                "skipped": "[dim]skip[/dim]"}
+
+
+def render_check(result, con: Console, *, quiet: bool = False) -> None:
+    from rich.table import Table
+
+    counts = result.counts()
+    verdict = ("[bold red]FAILED[/bold red]" if result.failed else "[bold green]PASSED[/bold green]")
+    summary = (f"kdiag check {escape(result.model)}: {verdict}  {counts['passed']} passed, "
+               f"{counts['failed']} failed, {counts['skipped']} skipped in "
+               f"{result.seconds:.2f} s (fail-on {result.fail_on}"
+               + ("" if result.replayed else ", no model run") + ")")
+    if quiet:
+        con.print(summary)
+        return
+    t = Table(title="Checks", title_justify="left", expand=False)
+    t.add_column("", no_wrap=True)
+    t.add_column("check")
+    t.add_column("seen")
+    t.add_column("s", justify="right", no_wrap=True)
+    for c in result.cases:
+        t.add_row(STATUS_STYLE[c.status], escape(c.name), escape(c.detail), f"{c.seconds:.2f}")
+    con.print(t)
+    shown = [f for f in result.findings if f.code != "KD858"]
+    if shown:
+        findings_table(con, shown, show_info=result.fail_on == "info")
+    if result.config_source:
+        con.print(f"[dim]config: {escape(result.config_source)}[/dim]")
+    con.print(summary)

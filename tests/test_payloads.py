@@ -631,7 +631,7 @@ def test_every_generated_body_parses_and_carries_its_tensors(case, content_type,
                                    "image/1", "custom/export/1"])
 def test_generated_bodies_run_through_the_real_model(model):
     tf = pytest.importorskip("tensorflow")
-    from kdiag.model.signature import load_signature
+    from kdiag.model.target import load_signature
 
     signature = load_signature(str(MODELS / model))
     sample = generate(signature, SampleOptions(batch=2))

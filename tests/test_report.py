@@ -16,7 +16,7 @@ from rich.console import Console
 from kdiag.cli import cli
 from kdiag.comparison import CompareConfig, compare_sets
 from kdiag.replays.outputs import load_output_set
-from kdiag.report import Col, _g, print_rows, printable, progress_bar, render_comparison
+from kdiag.report import Col, _num, print_rows, printable, progress_bar, render_comparison
 from tests.conftest import MODELS, ROOT
 
 SIG = str(MODELS / "custom/export/1")
@@ -50,13 +50,13 @@ def test_diff_tables_at_80_columns_show_every_value_whole(tmp_path):
     words = set(re.split(r"[\s│┃|]+", text))
     for o in r.outputs:
         values = [o.name, o.dtype_a, f"{o.compared}/{o.records}", str(o.failed),
-                  _g(o.abs_max), _g(o.abs_mean), _g(o.rel_max), _g(o.rel_mean),
-                  _g(o.required_atol), _g(o.required_rtol)]
+                  _num(o.abs_max), _num(o.abs_mean), _num(o.rel_max), _num(o.rel_mean),
+                  _num(o.required_atol), _num(o.required_rtol)]
         for v in values:
             assert v in words, (v, text)
         assert str(o.shape_a) in text
         for w in (o.worst if not o.passed else []):  # worst records: of failing outputs
-            assert w.id in words and _g(w.abs) in words and _g(w.a) in words
+            assert w.id in words and _num(w.abs) in words and _num(w.a) in words
 
 
 def test_a_table_that_fits_stays_a_table_and_one_that_does_not_is_stacked():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from kdiag.diagnosis.validation import ValidateOptions, validate
 from kdiag.errors import KdiagError
-from kdiag.model.signature import load_signatures
+from kdiag.model.target import load_signatures
 from kdiag.path.container import Request
 from kdiag.payloads.sample import SampleOptions, generate
 from tests.conftest import MODELS

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from kdiag.diagnosis.validation import ValidateOptions, validate
-from kdiag.model.signature import Signature, TensorSpec, load_signatures
+from kdiag.model.signature import Signature, TensorSpec
+from kdiag.model.target import load_signatures
 from kdiag.path.container import Request
 from tests.conftest import MODELS
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kdiag.diagnosis.validation import ValidateOptions, validate
-from kdiag.model.signature import load_signatures
+from kdiag.model.target import load_signatures
 from kdiag.path.container import Request
 from tests.conftest import MODELS
 

@@ -101,7 +101,8 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     MODEL is a SavedModel folder, a version parent, a .keras file or a model.tar.gz; without
     it, `model` from [tool.kdiag].
     """
-    from kdiag.ci.check import CheckOptions, parse_expectation, parse_payload_arg, run_check
+    import kdiag
+    from kdiag.ci.check import parse_expectation, parse_payload_arg
     from kdiag.ci.config import CheckConfig, load_config
     from kdiag.errors import KdiagError
 
@@ -110,8 +111,8 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     if not model:
         raise KdiagError("No model to check: pass MODEL, or set model in [tool.kdiag] "
                          "(pyproject.toml) or kdiag.toml.")
-    opts = CheckOptions(
-        model=model,
+    report = kdiag.check(
+        model,
         framework_version=framework_version or cfg.framework_version,
         content_types=list(content_types) if content_types else (
             cfg.content_types if cfg.content_types is not None else ["application/json"]),
@@ -131,20 +132,23 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
                                                   else True),
         config_source=cfg.source,
     )
-    result = run_check(opts)
+    result = report.result
     if junit_path is not None:
         from kdiag.ci.junit import check_suite, write_junit
 
         write_junit(junit_path, [check_suite(result)])
     if json_path is not None:
-        _write_json(json_path, result.to_json())
+        _write_json(json_path, report.to_dict())
     if fmt == "json":
-        emit_json(result.to_json())
+        emit_json(report.to_dict())
         exit_with(result.exit_code)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(result):
             click.echo(line)
-    _render(result, quiet)
+    from kdiag.report import console, render_check
+
+    render_check(result, console(), quiet=quiet)
+    sys.stdout.flush()
     exit_with(result.exit_code)
 
 
@@ -182,39 +186,3 @@ def github_annotations(result) -> list[str]:
             text = f.message + (f" Fix: {f.fix}" if f.fix else "")
             lines.append(f"::{level[f.severity]} {','.join(props)}::{_escape_data(text)}")
     return lines
-
-
-STATUS_STYLE = {"passed": "[green]pass[/green]", "failed": "[bold red]FAIL[/bold red]",
-                "skipped": "[dim]skip[/dim]"}
-
-
-def _render(result, quiet: bool) -> None:
-    from rich.table import Table
-
-    from kdiag.report import console, escape, findings_table
-
-    con = console()
-    counts = result.counts()
-    verdict = ("[bold red]FAILED[/bold red]" if result.failed else "[bold green]PASSED[/bold green]")
-    summary = (f"kdiag check {escape(result.model)}: {verdict}  {counts['passed']} passed, "
-               f"{counts['failed']} failed, {counts['skipped']} skipped in "
-               f"{result.seconds:.2f} s (fail-on {result.fail_on}"
-               + ("" if result.replayed else ", no model run") + ")")
-    if quiet:
-        con.print(summary)
-        return
-    t = Table(title="Checks", title_justify="left", expand=False)
-    t.add_column("", no_wrap=True)
-    t.add_column("check")
-    t.add_column("seen")
-    t.add_column("s", justify="right", no_wrap=True)
-    for c in result.cases:
-        t.add_row(STATUS_STYLE[c.status], escape(c.name), escape(c.detail), f"{c.seconds:.2f}")
-    con.print(t)
-    shown = [f for f in result.findings if f.code != "KD858"]
-    if shown:
-        findings_table(con, shown, show_info=result.fail_on == "info")
-    if result.config_source:
-        con.print(f"[dim]config: {escape(result.config_source)}[/dim]")
-    con.print(summary)
-    sys.stdout.flush()

@@ -123,33 +123,22 @@ def command(a: str, b: str, atol, rtol, stat: str, worst: int,
     Shape and dtype agreement, NaN/Inf agreement, abs/rel error statistics, the tolerance that
     would have passed, the worst records and an error histogram, over millions of records.
     """
-    from kdiag.comparison import CompareConfig, compare_sets
-    from kdiag.diagnosis.findings import fails
+    import kdiag
     from kdiag.replays.capture import parse_shard
-    from kdiag.replays.outputs import load_output_set
 
     stat_name, quantile = parse_stat(stat)
     t0, t1 = since, until
     shard_kn = parse_shard(shard) if shard else None
-    config = CompareConfig(atol=atol.value(1e-5), rtol=rtol.value(1e-5),
-                           atol_by_output=atol.by_output, rtol_by_output=rtol.by_output,
-                           stat=stat_name, quantile=quantile,
-                           worst=worst)
-    sets = [load_output_set(p, endpoint_url=endpoint_url, limit=limit, since=t0, until=t1,
-                            shard=shard_kn) for p in (a, b)]
-    filtered = bool(t0 or t1 or shard_kn)
-    subset = [s.kind == "capture" and filtered for s in sets]
-    ignore = set()
-    if subset[0] and not subset[1]:
-        ignore.add("a")
-    if subset[1] and not subset[0]:
-        ignore.add("b")
-    result = compare_sets(sets[0], sets[1], config, ignore_missing=ignore)
-    failed = fails(result.findings, fail_on)
+    comparison = kdiag.compare(
+        a, b, atol=atol.value(1e-5), rtol=rtol.value(1e-5), atol_by_output=atol.by_output,
+        rtol_by_output=rtol.by_output, stat=stat_name, quantile=quantile, worst=worst,
+        fail_on=fail_on, endpoint_url=endpoint_url, limit=limit, since=t0, until=t1,
+        shard=shard_kn)
+    failed = not comparison.passed
     if fmt == "json":
-        emit_json({"passed": not failed, "fail_on": fail_on, **result.to_dict()})
+        emit_json(comparison.to_dict())
     else:
         from kdiag.report import console, render_comparison
 
-        render_comparison(result, console(), failed=failed)
+        render_comparison(comparison.result, console(), failed=failed)
     exit_with(1 if failed else 0)

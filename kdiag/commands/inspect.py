@@ -46,13 +46,13 @@ def command(path: Path, custom_objects: Path | None, endpoint_name: str, fmt: st
 
     Reads saved_model.pb directly: no TensorFlow import, answers in milliseconds.
     """
+    import kdiag
     from kdiag.diagnosis.findings import fails
-    from kdiag.model.inspection import inspect_model
-    from kdiag.report import console, inspect_json, render_inspect
+    from kdiag.report import console, render_inspect
 
-    result = inspect_model(path, custom_objects=custom_objects, endpoint_name=endpoint_name)
+    report = kdiag.inspect(path, custom_objects=custom_objects, endpoint_name=endpoint_name)
     if fmt == "json":
-        emit_json(inspect_json(result))
+        emit_json(report.to_dict())
     else:
-        render_inspect(result, console())
-    exit_with(1 if fails(result.findings, fail_on) else 0)
+        render_inspect(report.result, console())
+    exit_with(1 if fails(report.findings, fail_on) else 0)

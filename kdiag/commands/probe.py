@@ -112,157 +112,26 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
     """Diagnose the live SageMaker endpoint ENDPOINT end to end: its status and model, the
     signature, what it answers to payloads next to what kdiag predicts, the root cause and log
     lines of every failure, and (with the model) its outputs against a local replay."""
-    from kdiag.errors import KdiagError
-    from kdiag.live.invoke import RetryPolicy
-    from kdiag.live.probe import ProbeOptions, probe
-    from kdiag.live.session import AwsClients, AwsOptions, Redactor
+    import kdiag
 
-    aws = AwsOptions(profile=profile, region=region, endpoint_url=endpoint_url,
-                     runtime_endpoint_url=runtime_endpoint_url,
-                     sagemaker_endpoint_url=sagemaker_endpoint_url,
-                     logs_endpoint_url=logs_endpoint_url, s3_endpoint_url=s3_endpoint_url,
-                     timeout=timeout, connect_timeout=connect_timeout,
-                     max_pool_connections=concurrency)
-    opts = ProbeOptions(
-        aws=aws, signature=signature, model=model, fetch_model=fetch_model,
+    report = kdiag.probe(
+        endpoint, profile=profile, region=region, endpoint_url=endpoint_url,
+        runtime_endpoint_url=runtime_endpoint_url, sagemaker_endpoint_url=sagemaker_endpoint_url,
+        logs_endpoint_url=logs_endpoint_url, s3_endpoint_url=s3_endpoint_url, timeout=timeout,
+        connect_timeout=connect_timeout, max_pool_connections=concurrency,
+        signature=signature, model=model, fetch_model=fetch_model,
         max_model_bytes=max_model_bytes, infer=not no_infer, payloads=list(payloads),
         content_types=list(content_types), accept=accept, custom_attributes=custom_attributes,
         target_variant=target_variant, batch=batch, seed=seed,
         framework_version=framework_version, signature_name=signature_name,
         model_name=model_name, max_requests=max_requests, rate=rate, concurrency=concurrency,
-        retry=RetryPolicy(retries=retries), logs=not no_logs, log_wait=log_wait,
-        replay=not no_replay, atol=atol.value(1e-5), rtol=rtol.value(1e-5),
-        atol_by_output=atol.by_output, rtol_by_output=rtol.by_output, dry_run=dry_run)
-    redact = Redactor()
-    clients = AwsClients(aws, redact)
-    try:
-        result = probe(endpoint, opts, clients=clients)
-    except KdiagError as e:
-        raise KdiagError(redact(str(e))) from None
-    except Exception as e:  # botocore surprises: one redacted paragraph, never a traceback
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if isinstance(e, BotoCoreError | ClientError):
-            raise KdiagError(redact(f"AWS call failed: {type(e).__name__}: {e}")) from None
-        raise
-    doc = redact.tree(result.to_json())
+        retries=retries, logs=not no_logs, log_wait=log_wait, replay=not no_replay,
+        atol=atol.value(1e-5), rtol=rtol.value(1e-5), atol_by_output=atol.by_output,
+        rtol_by_output=rtol.by_output, dry_run=dry_run)
     if fmt == "json":
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     else:
-        from kdiag.report import console
+        from kdiag.report import console, render_probe
 
-        render(doc, console())
-    exit_with(1 if result.failed(fail_on) else 0)
-
-
-# ---- text rendering (from the redacted JSON document) ---------------------------------------
-
-def render(doc: dict, con) -> None:
-    from rich.table import Table
-
-    from kdiag.diagnosis.findings import Finding
-    from kdiag.report import escape, findings_table
-
-    ep = doc["endpoint"]
-    status = ep.get("status") or "?"
-    style = "green" if status == "InService" else "bold red"
-    con.print(f"[bold]Endpoint[/bold] {escape(ep['name'])} ({escape(ep.get('region') or '?')}): "
-              f"[{style}]{escape(status)}[/]"
-              + (f"  FailureReason: {escape(ep['failure_reason'])}" if ep.get("failure_reason")
-                 else ""))
-    con.print(f"config {escape(ep.get('config_name') or '?')}; TensorFlow "
-              f"{escape(doc.get('framework_version') or 'unknown')} -> container "
-              f"{escape(doc.get('generation') or '?')}; served as model "
-              f"{escape(doc.get('model_name') or '?')}")
-    if ep.get("variants"):
-        t = Table(title="Variants", title_justify="left")
-        for col in ("variant", "model", "instances", "weight"):
-            t.add_column(col, no_wrap=True)
-        for v in ep["variants"]:
-            inst = "serverless" if v.get("serverless") else \
-                f"{v.get('instance_count')} x {v.get('instance_type')}"
-            t.add_row(escape(v["name"]), escape(v.get("model_name") or "?"), escape(inst),
-                      "" if v.get("weight") is None else f"{v['weight']:g}")
-        con.print(t)
-    for m in ep.get("models") or []:
-        img = (m.get("image") or {}).get("image") or "?"
-        con.print(f"model {escape(m['name'])}: image {escape(img)}")
-        if m.get("model_data_url"):
-            con.print(f"  ModelDataUrl {escape(m['model_data_url'])}")
-        for k, v in sorted((m.get("environment") or {}).items()):
-            con.print(f"  {escape(k)}={escape(v)}")
-    cap = ep.get("data_capture")
-    if cap:
-        con.print(f"Data Capture: {'on' if cap.get('EnableCapture', True) else 'off'} -> "
-                  f"{escape(str(cap.get('DestinationS3Uri')))}")
-    sig = doc.get("signature")
-    if sig:
-        ins = ", ".join(f"{k} {v['dtype']} {v['shape']}" for k, v in sig["inputs"].items())
-        src = {"inferred": "inferred from the endpoint's answers", "s3": "the endpoint's "
-               "model.tar.gz"}.get(sig["source"], f"from {sig['source']}")
-        con.print(f"[bold]Signature[/bold] ({escape(src)}): {escape(ins)}")
-    if doc.get("payloads"):
-        t = Table(title="Payloads", title_justify="left")
-        for col in ("payload", "content type", "kdiag predicts", "endpoint answered", "agree",
-                    "replay"):
-            t.add_column(col, no_wrap=col != "payload")
-        for p in doc["payloads"]:
-            t.add_row(escape(p["name"]), escape(str(p["request"]["content_type"])),
-                      escape(_predicted(p)), escape(_live(p)), _agree(p["agreement"]),
-                      escape(_replay(p)))
-        con.print(t)
-        for p in doc["payloads"]:
-            live = p.get("live") or {}
-            if live.get("ok") and live.get("body"):
-                con.print(f"[bold]{escape(p['name'])}[/bold] answered: "
-                          + escape(" ".join(live["body"].split())[:300]), soft_wrap=True)
-            logs = p.get("logs")
-            if logs and logs.get("lines"):
-                con.print(f"[bold]{escape(p['name'])}[/bold]: log lines from "
-                          f"{escape(logs['group'])}")
-                for line in logs["lines"][:40]:
-                    con.print(f"  {escape(line['stream'])} | {escape(line['message'])}",
-                              soft_wrap=True)
-    findings = [Finding(**f) for f in doc.get("findings") or []]
-    findings_table(con, findings)
-    verb = "would send" if doc.get("dry_run") else "sent"
-    verdict = "[green]healthy[/green]" if doc.get("healthy") else "[bold red]not healthy[/]"
-    con.print(f"{verdict}; {verb} {len(doc.get('payloads') or [])} payload(s), "
-              f"{doc.get('requests_sent', 0)} of at most {doc.get('max_requests')} runtime "
-              "call(s) made.")
-
-
-def _predicted(p: dict) -> str:
-    pred = p.get("prediction")
-    if not pred:
-        return "-"
-    return f"{pred['status']} accepted" if pred["accepted"] else \
-        f"{pred['status']} at {pred['stage']}"
-
-
-def _live(p: dict) -> str:
-    live = p.get("live")
-    if not live:
-        return "not sent"
-    if live["ok"]:
-        return f"200 ({live.get('content_type')})"
-    if live["kind"] == "model-error":
-        return f"ModelError {live.get('original_status_code')}"
-    if live["kind"] == "budget":
-        return "not sent (budget)"
-    return f"{live.get('error_code') or live['kind']}"
-
-
-def _agree(value: str) -> str:
-    return {"agree": "[green]yes[/green]", "disagree": "[bold red]NO[/]"}.get(value, "-")
-
-
-def _replay(p: dict) -> str:
-    r = p.get("replay")
-    if not r:
-        return "-"
-    if "error" in r:
-        return "error"
-    if "ok" in r:
-        return "outputs match" if r["ok"] else "outputs DIFFER"
-    return f"{r.get('status')}"
+        render_probe(report.document, console())
+    exit_with(1 if report.failed(fail_on) else 0)

@@ -95,13 +95,12 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     PAYLOAD is a file, - for stdin, or a folder of payload files (read recursively, hidden
     files skipped; replayed in stacked model calls). Needs TensorFlow.
     """
+    import kdiag
     from kdiag.errors import KdiagError
     from kdiag.model.runner import require_tensorflow
-    from kdiag.path.container import Request
-    from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.payloads.files import iter_bodies
-    from kdiag.replays.replay import notebook_versus_endpoint, replay_one
     from kdiag.report import console, render_replay, render_validation_batch
+    from kdiag.results import Payload, batch_document
 
     require_tensorflow("kdiag replay")
     if capture is not None:
@@ -117,28 +116,25 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     if (keras_path is None) != (client_input is None):
         raise KdiagError("--keras and --client-input go together: the notebook's model and "
                          "what the notebook passed to its predict().")
-    items = [(name, Request(body=body, content_type=ct, accept=accept,
-                            custom_attributes=custom_attributes))
+    items = [Payload(ct, body, name=name)
              for name, body, ct in iter_bodies(payload, each_line=each_line,
                                                content_type=content_type)]
     single = len(items) == 1 and not (payload != "-" and Path(payload).is_dir()) and not each_line
-    with LocalEndpoint(model, framework_version=framework_version, code_dir=code_dir,
-                       model_name=model_name) as endpoint:
-        if single:
-            results = [replay_one(endpoint, items[0][1], items[0][0])]
-        else:
-            results = _replay_with_progress(endpoint, items, max_batch, quiet=fmt == "json")
-    if keras_path is not None:
-        notebook_versus_endpoint(results[0], keras_path, _client_input(client_input),
-                                 custom_objects=custom_objects, safe_mode=not unsafe_keras,
-                                 atol=atol.value(1e-5), rtol=rtol.value(1e-5))
+    kwargs = dict(accept=accept, custom_attributes=custom_attributes,
+                  framework_version=framework_version, code=code_dir, model_name=model_name,
+                  max_batch=max_batch, keras=keras_path,
+                  client_input=None if client_input is None else _client_input(client_input),
+                  custom_objects=custom_objects, unsafe_keras=unsafe_keras,
+                  atol=atol.value(1e-5), rtol=rtol.value(1e-5))
+    if single:
+        report = kdiag.replay(items[0], model, **kwargs)
+    else:
+        report = _replay_with_progress(items, model, kwargs, quiet=fmt == "json")
+    results = list(report.results)
     if out is not None:
         _write_results(out, results)
     if fmt == "json":
-        emit_json(results[0].to_json() if single else
-                  {"results": [r.to_json() for r in results],
-                   "accepted": sum(r.accepted for r in results),
-                   "rejected": sum(not r.accepted for r in results)})
+        emit_json(report.to_dict() if single else batch_document(results))
     else:
         con = console()
         if single:
@@ -149,12 +145,12 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
     exit_with(1 if differs or any(not r.accepted for r in results) else 0)
 
 
-def _replay_with_progress(endpoint, items, max_batch: int, quiet: bool):
-    from kdiag.replays.replay import replay_many
+def _replay_with_progress(items, model: str, kwargs: dict, quiet: bool):
+    import kdiag
     from kdiag.report import progress_bar
 
     with progress_bar("replaying", total=len(items), quiet=quiet) as advance:
-        return replay_many(endpoint, items, max_batch=max_batch, progress=advance)
+        return kdiag.replay(items, model, progress=advance, **kwargs)
 
 
 def _client_input(value: str) -> object:
@@ -189,6 +185,7 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
     from kdiag.replays.capture_replay import replay_capture
     from kdiag.replays.outputs import result_line
     from kdiag.report import console, progress_bar, render_capture_replay
+    from kdiag.results import SCHEMA_VERSION
 
     config = CompareConfig(atol=atol.value(1e-5), rtol=rtol.value(1e-5),
                            atol_by_output=atol.by_output, rtol_by_output=rtol.by_output)
@@ -206,7 +203,8 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                                 on_record=write if sink is not None else None, **kwargs)
     failed = any(f.severity == "error" for f in result.findings)
     if fmt == "json":
-        emit_json({**result.to_json(), "out": None if out is None else str(out)})
+        emit_json({"schema_version": SCHEMA_VERSION, **result.to_json(),
+                   "out": None if out is None else str(out)})
     else:
         render_capture_replay(result, console(), failed=failed, out=out)
     exit_with(1 if failed else 0)

@@ -75,32 +75,22 @@ def command(signature_arg: str, signature_name: str | None, content_type: str, c
     The body is the canonical one kdiag checks against: TF Serving's REST format for JSON, or
     the lines and rows the SageMaker TF Serving container turns into it for JSON lines and CSV.
     """
-    from kdiag.model.signature import load_signature
-    from kdiag.payloads.sample import (
-        SampleOptions,
-        generate,
-        parse_dim,
-        parse_image_size,
-        parse_range,
-    )
+    import kdiag
+    from kdiag.payloads.sample import parse_dim, parse_image_size, parse_range
 
     dim_map: dict[str, dict[int, int]] = {}
     for spec in dims:
         name, axis, size = parse_dim(spec)
         dim_map.setdefault(name, {})[axis] = size
-    opts = SampleOptions(
-        batch=batch, seed=seed, ranges=dict(parse_range(r) for r in ranges), dims=dim_map,
-        columnar=columnar, content_type=content_type,
-        image_size=parse_image_size(image_size) if image_size else None,
-    )
-    signature = load_signature(signature_arg, signature_name)
-    sample = generate(signature, opts)
+    [sample] = kdiag.sample(
+        signature_arg, signature_name=signature_name, content_type=content_type, n=1, seed=seed,
+        batch=batch, columnar=columnar, ranges=dict(parse_range(r) for r in ranges),
+        dims=dim_map, image_size=parse_image_size(image_size) if image_size else None)
 
     if out is not None:
         write_atomically(out, sample.body)
     if fmt == "json":
-        emit_json({"content_type": sample.content_type, "body": sample.body,
-                   "notes": sample.notes})
+        emit_json(sample.to_dict())
         return
     for note in sample.notes:
         click.echo(f"note: {note}", err=True)

@@ -74,41 +74,32 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     PAYLOAD is a file, - for stdin, or a folder of payload files (read recursively;
     hidden files and folders are skipped).
     """
+    import kdiag
     from kdiag.diagnosis.findings import fails
-    from kdiag.diagnosis.validation import ValidateOptions, validate
     from kdiag.model.target import resolve_target
-    from kdiag.path.container import Request
     from kdiag.payloads.files import iter_bodies, payload_files
     from kdiag.report import console, progress_bar, render_validation, render_validation_batch
+    from kdiag.results import batch_document
 
+    # Resolved once: a folder of payloads does not read (or decompress) the model per body.
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
-    opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
-                           signature_name=signature_name, endpoint_kind=endpoint_kind,
-                           model_name=target.model_name, versions=target.versions,
-                           has_requirements=target.has_requirements, has_lib=target.has_lib,
-                           misplaced_code=target.misplaced_code)
-    results = []
     folder = payload != "-" and Path(payload).is_dir()
     total = len(payload_files(Path(payload))) if folder else None
+    diagnoses = []
     with progress_bar("validating", total=total,
                       quiet=fmt == "json" or not (folder or each_line)) as advance:
         for name, body, ct in iter_bodies(payload, each_line=each_line,
                                           content_type=content_type):
-            req = Request(body=body, content_type=ct, accept=accept,
-                          custom_attributes=custom_attributes)
-            res = validate(req, target.signatures, opts, name=name)
-            res.findings = target.findings + res.findings
-            results.append(res)
+            diagnoses.append(kdiag.validate(
+                body, target, content_type=ct, framework_version=framework_version,
+                accept=accept, custom_attributes=custom_attributes, via=via, code=code_dir,
+                signature_name=signature_name, endpoint_kind=endpoint_kind, name=name))
             advance(1)
+    results = [d.result for d in diagnoses]
     single = len(results) == 1 and not (folder or each_line)
     if fmt == "json":
-        if single:
-            emit_json(results[0].to_json())
-        else:
-            emit_json({"results": [r.to_json() for r in results],
-                       "accepted": sum(r.accepted for r in results),
-                       "rejected": sum(not r.accepted for r in results)})
+        emit_json(diagnoses[0].to_dict() if single else batch_document(results))
     else:
         con = console()
         if single:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from kdiag.diagnosis.findings import Finding
 from kdiag.model.signature import Signature, format_shape
-from kdiag.payloads.recover import NoFix, recover
 
 if TYPE_CHECKING:
     from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
@@ -27,7 +26,7 @@ def _f(code: str, message: str, fix: str, severity: str = "error") -> Finding:
 
 
 # (pattern on TF Serving's message, code, plain-words cause, fix); first match wins.
-_TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
+TFS_RULES: list[tuple[re.Pattern, str, str, str]] = [
     (re.compile(r"Type: String is not of expected type: (float|double|u?int\d*|int)"), "KD301",
      "Numbers were sent as strings (\"1.5\" instead of 1.5): TF Serving takes only JSON numbers "
      "for a numeric input.",
@@ -184,8 +183,9 @@ def _wrapper_key_rule(res: ValidationResult, req: Request, sig: Signature) -> Fi
 
 
 def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
-             opts: ValidateOptions, sig: Signature | None, *, propose_fix: bool = True) -> None:
-    """Add root-cause findings to `res` and, when it was rejected, a verified fixed payload."""
+             opts: ValidateOptions, sig: Signature | None) -> None:
+    """Add root-cause findings to `res` (a rejected payload). The verified fixed payload is
+    kdiag.diagnosis.validation.propose_fix's: it validates the proposal, so it lives there."""
     if sig is None or res.accepted:
         return
     roots: list[Finding] = []
@@ -204,7 +204,7 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         if special:
             roots.append(special)
         else:
-            for pattern, code, text, fix in _TFS_RULES:
+            for pattern, code, text, fix in TFS_RULES:
                 if pattern.search(message):
                     roots.append(_f(code, text, fix))
                     break
@@ -212,55 +212,3 @@ def diagnose(res: ValidationResult, req: Request, signatures: list[Signature],
         roots += _shape_rules(res, req, sig)
     known = {f.code for f in res.findings}
     res.findings = [f for f in roots if f.code not in known] + res.findings
-    if propose_fix:
-        _propose_fix(res, req, signatures, opts, sig)
-
-
-def _round_floats(rec) -> None:
-    """Field notes §9: a JSON float costs ~20 bytes; 3 decimals keep most models' accuracy and
-    cut a body to about a third. The model is untouched; the user decides if 1e-3 is enough."""
-    import numpy as np
-
-    rounded = False
-    for name, arr in rec.tensors.items():
-        if arr.dtype.kind == "f":
-            rec.tensors[name] = np.round(arr, 3).astype(arr.dtype)
-            rounded = True
-    if not rounded:
-        raise NoFix("the body is too large and holds no floats to round; send less data per "
-                    "request, b64 image bytes, or use async inference")
-    rec.steps.append("rounded floats to 3 decimals to fit the size limit (check the model "
-                     "tolerates it)")
-
-
-def _propose_fix(res: ValidationResult, req: Request, signatures: list[Signature],
-                 opts: ValidateOptions, sig: Signature) -> None:
-    from kdiag.diagnosis.validation import validate
-    from kdiag.path.generations import Request as Req
-    from kdiag.payloads.build import tfs_request
-
-    too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
-    try:
-        rec = recover(req.body_bytes, req.content_type, sig)
-        if too_large:
-            _round_floats(rec)
-        if req.content_type != "application/json":
-            rec.steps.insert(0, "Content-Type application/json (was "
-                             + (repr(req.content_type) if req.content_type else "none") + ")")
-        body = tfs_request(rec.tensors, sig,
-                           signature_name=None if sig.name == "serving_default" else sig.name)
-    except (NoFix, UnicodeDecodeError) as e:
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}.", ""))
-        return
-    except Exception as e:  # the builder refuses values it cannot write (KdiagError)
-        res.findings.append(Finding("KD900", "info", res.stage or "container",
-                                    f"No corrected payload: {e}", ""))
-        return
-    fixed_req = Req(body=body.encode("utf-8"), content_type="application/json",
-                    accept=req.accept, custom_attributes=req.custom_attributes)
-    check = validate(fixed_req, signatures, opts,
-                     propose_fix=False)
-    if check.accepted:
-        res.fixed_payload = {"content_type": "application/json", "body": body,
-                             "changes": rec.steps}

@@ -20,6 +20,8 @@ from kdiag.path.runtime import validation_error
 from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
 from kdiag.path.wire import check_wire
+from kdiag.payloads.build import tfs_request
+from kdiag.payloads.recover import NoFix, recover
 
 
 @dataclass
@@ -72,7 +74,10 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
     res = _walk(req, signatures, opts)
     res.name = name
     sig = pick_signature(signatures, opts.signature_name) if signatures else None
-    diagnose(res, req, signatures, opts, sig, propose_fix=propose_fix)
+    if sig is not None and not res.accepted:
+        diagnose(res, req, signatures, opts, sig)
+        if propose_fix:
+            attach_fixed_payload(res, req, signatures, opts, sig)
     return res
 
 
@@ -128,3 +133,50 @@ def one_line(res: ValidationResult) -> str:
                  and f.code[2] in "1234"), None)
     return f"rejected ({res.status}) at {res.stage}: " + (
         head.message if head else excerpt(res.error or "", 160))
+
+
+def _round_floats(rec) -> None:
+    """Field notes §9: a JSON float costs ~20 bytes; 3 decimals keep most models' accuracy and
+    cut a body to about a third. The model is untouched; the user decides if 1e-3 is enough."""
+    import numpy as np
+
+    rounded = False
+    for name, arr in rec.tensors.items():
+        if arr.dtype.kind == "f":
+            rec.tensors[name] = np.round(arr, 3).astype(arr.dtype)
+            rounded = True
+    if not rounded:
+        raise NoFix("the body is too large and holds no floats to round; send less data per "
+                    "request, b64 image bytes, or use async inference")
+    rec.steps.append("rounded floats to 3 decimals to fit the size limit (check the model "
+                     "tolerates it)")
+
+
+def attach_fixed_payload(res: ValidationResult, req: Request, signatures: list[Signature],
+                         opts: ValidateOptions, sig: Signature) -> None:
+    """Recover the tensors the sender meant and propose the body that carries them, only when
+    validating that body says the endpoint accepts it (so a proposal is never a guess)."""
+    too_large = res.stage == "wire" and any(f.code == "KD101" for f in res.findings)
+    try:
+        rec = recover(req.body_bytes, req.content_type, sig)
+        if too_large:
+            _round_floats(rec)
+        if req.content_type != "application/json":
+            rec.steps.insert(0, "Content-Type application/json (was "
+                             + (repr(req.content_type) if req.content_type else "none") + ")")
+        body = tfs_request(rec.tensors, sig,
+                           signature_name=None if sig.name == "serving_default" else sig.name)
+    except (NoFix, UnicodeDecodeError) as e:
+        res.findings.append(Finding("KD900", "info", res.stage or "container",
+                                    f"No corrected payload: {e}.", ""))
+        return
+    except Exception as e:  # the builder refuses values it cannot write (KdiagError)
+        res.findings.append(Finding("KD900", "info", res.stage or "container",
+                                    f"No corrected payload: {e}", ""))
+        return
+    fixed_req = Request(body=body.encode("utf-8"), content_type="application/json",
+                        accept=req.accept, custom_attributes=req.custom_attributes)
+    check = validate(fixed_req, signatures, opts, propose_fix=False)
+    if check.accepted:
+        res.fixed_payload = {"content_type": "application/json", "body": body,
+                             "changes": rec.steps}

@@ -447,14 +447,14 @@ def _send(res: ProbeResult, opts: ProbeOptions, clients: AwsClients, endpoint_na
 def diagnose_message(message: str) -> list[Finding]:
     """The diagnosis rules (TF Serving's parse messages, known graph failures) on a live error
     text: the root cause in plain words, as `kdiag validate` would name it."""
-    from kdiag.diagnosis.diagnose import _TFS_RULES
     from kdiag.diagnosis.diagnose import STAGE as DSTAGE
-    from kdiag.replays.replay import _MODEL_RULES
+    from kdiag.diagnosis.diagnose import TFS_RULES
+    from kdiag.replays.replay import MODEL_RULES
 
-    for pattern, code, text, fix in _TFS_RULES:
+    for pattern, code, text, fix in TFS_RULES:
         if pattern.search(message):
             return [Finding(code, "error", DSTAGE[code[2]], text, fix)]
-    for needle, code, text, fix in _MODEL_RULES:
+    for needle, code, text, fix in MODEL_RULES:
         if needle in message:
             return [Finding(code, "error", "model", text, fix)]
     return []

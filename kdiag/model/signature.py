@@ -6,9 +6,7 @@ The format (ARCHITECTURE.md) is what `kdiag inspect MODEL --format json` prints 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kdiag.errors import KdiagError
 
@@ -156,25 +154,3 @@ def pick_signature(signatures: list[Signature], name: str | None = None) -> Sign
     have = ", ".join(s.name for s in signatures) or "none"
     raise KdiagError(f"No signature named {wanted!r} (the model has: {have}). "
                      "Pick one with --signature-name.")
-
-
-def load_signatures(arg: str) -> list[Signature]:
-    """`--signature` takes a model path or a signature JSON file; both give the same values."""
-    p = Path(arg)
-    if p.is_file() and p.suffix.lower() == ".json":
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise KdiagError(f"Cannot read signature file {arg}: {e}.") from None
-        return signatures_from_json(doc)
-    from kdiag.model.artifact import read_model
-
-    model = read_model(p)
-    if not model.signatures:
-        raise KdiagError(f"{arg} has no serving signatures that kdiag could read; "
-                         "export it with model.export() and point --signature at the export.")
-    return model.signatures
-
-
-def load_signature(arg: str, name: str | None = None) -> Signature:
-    return pick_signature(load_signatures(arg), name)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kdiag.diagnosis.findings import Finding, explain_errors
 from kdiag.errors import KdiagError
-from kdiag.model.signature import Signature, load_signatures, pick_signature
-
-if TYPE_CHECKING:
-    from kdiag.model.artifact import ModelArtifact
+from kdiag.model.artifact import ModelArtifact, read_model
+from kdiag.model.signature import Signature, pick_signature, signatures_from_json
 
 
 @dataclass
@@ -73,9 +71,28 @@ def resolve_target(arg: str, *, signature_name: str | None = None, model_name: s
         if model_name:
             target.model_name = model_name
     else:
-        from kdiag.model.artifact import read_model
-
         target = target_from_artifact(artifact or read_model(p), code_dir=code_dir,
                                       model_name=model_name)
     pick_signature(target.signatures, signature_name)  # fail early on a wrong name
     return target
+
+
+def load_signatures(arg: str) -> list[Signature]:
+    """`--signature` takes a model path or a signature JSON file; both give the same values."""
+    p = Path(arg)
+    if p.is_file() and p.suffix.lower() == ".json":
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise KdiagError(f"Cannot read signature file {arg}: {e}.") from None
+        return signatures_from_json(doc)
+    model = read_model(p)
+    if not model.signatures:
+        raise KdiagError(f"{arg} has no serving signatures that kdiag could read; "
+                         "export it with model.export() and point --signature at the export.")
+    return model.signatures
+
+
+def load_signature(arg: str, name: str | None = None) -> Signature:
+    """The one signature `--signature`/`--signature-name` name."""
+    return pick_signature(load_signatures(arg), name)

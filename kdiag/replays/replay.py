@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from kdiag.diagnosis.findings import Finding
-from kdiag.diagnosis.validation import ValidateOptions, ValidationResult
+from kdiag.diagnosis.validation import (
+    ValidateOptions,
+    ValidationResult,
+    attach_fixed_payload,
+)
 from kdiag.model.signature import format_shape, pick_signature
 from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
@@ -22,7 +26,7 @@ from kdiag.path.request_path import Invocation, caller_view, tensor_summary
 from kdiag.path.trace import StageRecord
 
 # Graph failures that say more than "the graph failed": (substring, code, cause, fix).
-_MODEL_RULES = [
+MODEL_RULES = [
     ("Could not find variable", "KD501",
      "TF Serving's loader cannot restore this SavedModel's variables: it was written by "
      "tf.saved_model.save from a Keras 3 model, whose variables only the TF2 object loader finds "
@@ -98,7 +102,7 @@ def _client_decode(inv: Invocation, out_names: list[str]) -> tuple[StageRecord, 
 def _model_findings(inv: Invocation) -> list[Finding]:
     if not inv.model_error:
         return []
-    for needle, code, cause, fix in _MODEL_RULES:
+    for needle, code, cause, fix in MODEL_RULES:
         if needle in inv.model_error:
             return [Finding(code, "error", "model", cause, fix)]
     if inv.stage == "model":
@@ -147,6 +151,7 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
                            code_dir=endpoint.code_dir)
     if not accepted:
         diagnose(res, req, endpoint.signatures, opts, sig)
+        attach_fixed_payload(res, req, endpoint.signatures, opts, sig)
     return res
 
 

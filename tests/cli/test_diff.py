@@ -79,7 +79,8 @@ def test_json_output_has_the_documented_keys(sets):
                        "--stat", "quantile:0.9", "--rtol", "0")
     doc = json.loads(out)
     assert code == 1
-    assert set(doc) == {"passed", "fail_on", "a", "b", "aligned_by", "records_aligned", "config",
+    assert set(doc) == {"schema_version", "passed", "fail_on", "a", "b", "aligned_by",
+                        "records_aligned", "config",
                         "outputs", "mismatches", "findings"}
     assert doc["config"]["stat"] == "quantile" and doc["config"]["quantile"] == 0.9
     o = doc["outputs"][0]

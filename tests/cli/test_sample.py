@@ -54,7 +54,7 @@ def test_json_format_gives_content_type_body_and_notes(sig_file):
     r = run("--signature", sig_file({"x": ("float32", [])}), "--format", "json")
     assert r.exit_code == 0
     doc = json.loads(r.stdout)
-    assert set(doc) == {"content_type", "body", "notes"}
+    assert set(doc) == {"schema_version", "content_type", "body", "notes"}
     assert doc["content_type"] == "application/json"
     assert json.loads(doc["body"])["inputs"] >= 0
     assert any("columnar" in n for n in doc["notes"])
