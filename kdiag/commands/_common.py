@@ -112,7 +112,7 @@ def _signature(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(f"{value} does not exist: {choices}.")
     if p.is_file() and p.suffix.lower() == ".json":
         from kdiag.errors import KdiagError
-        from kdiag.model.signature import load_signatures
+        from kdiag.model.target import load_signatures
 
         try:
             load_signatures(value)

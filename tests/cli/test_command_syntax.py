@@ -202,7 +202,8 @@ def advice_everywhere() -> list[tuple[str, str]]:
             line = line.removeprefix("$ ").strip()
             if re.match(rf"kdiag (--debug )?({NAMES})(\s|$)", line):
                 found.append(("README.md", re.split(r"\s{2,}|\s+#|: ", line)[0]))
-    for span in re.findall(rf"`(kdiag (?:--debug )?(?:{NAMES})\b[^`]*)`",
+    # `kdiag diff` alone names the command; anything longer is a command line.
+    for span in re.findall(rf"`(kdiag (?:--debug )?(?:{NAMES}) [^`]+)`",
                            (ROOT / "README.md").read_text()):
         found.append(("README.md", span))
     return sorted(set(found))
@@ -222,7 +223,10 @@ def parse_with_click(line: str) -> None:
     assert not rest, f"{line}: unexpected arguments {rest}"
     for p in cmd.params:
         if p.required:
-            assert opts.get(p.name) not in (None, ()), f"{line}: {p.opts[0]} is missing"
+            value = opts.get(p.name)
+            # click 8.2+ marks an absent value with a sentinel instead of None.
+            missing = value is None or value == () or type(value).__name__ == "Sentinel"
+            assert not missing, f"{line}: {p.opts[0]} is missing"
 
 
 def test_advice_is_found():
@@ -238,6 +242,7 @@ def test_every_kdiag_command_in_messages_and_readme_parses(where, line):
 
 def test_a_wrong_advice_would_be_caught():
     for bad in ("kdiag replay --keras X --client-input Y",  # PAYLOAD/--model missing
+                "kdiag inspect --format json",  # PATH missing
                 "kdiag diff A B --tolerance 1", "kdiag inspect MODEL --format"):
         with pytest.raises((AssertionError, click.UsageError)):
             parse_with_click(bad)
