@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 
 import pytest
@@ -33,12 +34,8 @@ def _tar(path, members):
 @pytest.mark.parametrize("member,reason", [
     (("../evil.txt", "file", "x"), "'..'"),
     (("/etc/evil.txt", "file", "x"), "absolute"),
-    (("1/link", "sym", "../../etc/passwd"), "symbolic link leading out"),
-    (("1/abs", "sym", "/etc/passwd"), "absolute"),
-    (("1/hard", "lnk", "../outside"), "hard link"),
-    (("1/fifo", "fifo", None), "special file"),
 ])
-def test_unsafe_members_are_reported_and_extraction_is_refused(tmp_path, member, reason):
+def test_names_that_escape_are_reported_and_refuse_the_whole_archive(tmp_path, member, reason):
     arc = _tar(tmp_path / "m.tar.gz", [("1/saved_model.pb", "file", "x"), member])
     scan = scan_archive(arc)
     assert [u.name for u in scan.unsafe] == [member[0]]
@@ -48,13 +45,32 @@ def test_unsafe_members_are_reported_and_extraction_is_refused(tmp_path, member,
         extract_archive(arc, dest)
     assert not dest.exists()
     assert not (tmp_path / "evil.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tar.gz"]
 
 
-def test_links_inside_the_archive_are_allowed(tmp_path):
+@pytest.mark.parametrize("member,reason", [
+    (("1/link", "sym", "../../etc/passwd"), "symbolic link leading out"),
+    (("1/abs", "sym", "/etc/passwd"), "absolute"),
+    (("1/hard", "lnk", "../outside"), "hard link leading out"),
+    (("1/fifo", "fifo", None), "special file"),
+])
+def test_links_and_special_files_are_reported_and_never_materialised(tmp_path, member, reason):
+    arc = _tar(tmp_path / "m.tar.gz", [("1/saved_model.pb", "file", "x"), member])
+    scan = scan_archive(arc)
+    assert [u.name for u in scan.unsafe] == [member[0]]
+    assert reason in scan.unsafe[0].reason
+    out = extract_archive(arc, tmp_path / "out")
+    assert (out / "1" / "saved_model.pb").read_text() == "x"
+    assert not os.path.lexists(out / member[0])
+
+
+def test_links_inside_the_archive_are_reported_not_extracted(tmp_path):
     arc = _tar(tmp_path / "m.tar.gz", [("1/saved_model.pb", "file", "pb"),
                                        ("1/alias.pb", "sym", "saved_model.pb")])
+    assert [(u.name, u.kind) for u in scan_archive(arc).unsafe] == [("1/alias.pb", "link")]
     out = extract_archive(arc, tmp_path / "out")
-    assert (out / "1" / "alias.pb").read_text() == "pb"
+    assert not os.path.lexists(out / "1" / "alias.pb")
+    assert (out / "1" / "saved_model.pb").read_text() == "pb"
 
 
 def test_good_archive_extracts_into_a_new_folder(tmp_path):

@@ -222,7 +222,9 @@ def test_savedmodel_signatures_match_expected_json(rel, load):
 
 @pytest.mark.tf
 @pytest.mark.parametrize("rel", SAVEDMODELS)
-def test_every_signature_runs_on_a_correct_input(rel, load, tf):
+def test_every_signature_runs_on_a_correct_input(rel, load, tf, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # file_io/1 writes and reads files relative to the working folder
+    (tmp_path / "kdiag_file_io_input.txt").write_text("hello")
     loaded = load(rel)
     for sig in EXPECTED[rel]["signatures"]:
         fn = loaded.signatures[sig["signature_name"]]

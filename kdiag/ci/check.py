@@ -582,6 +582,7 @@ def _why_no_replay(opts: CheckOptions, art) -> str | None:
 
 def _replay_all(cases: list[CheckCase], payloads: list[_Payload], opts: CheckOptions
                 ) -> list[tuple[_Payload, object]]:
+    from kdiag.model.graph_trust import UntrustedGraph
     from kdiag.path.container import Request
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.replay import replay_many
@@ -590,6 +591,8 @@ def _replay_all(cases: list[CheckCase], payloads: list[_Payload], opts: CheckOpt
     try:
         endpoint = LocalEndpoint(opts.model, framework_version=opts.framework_version,
                                  code_dir=opts.code_dir)
+    except UntrustedGraph:
+        raise  # a refusal to run the model is the user's call to make: exit 2, never a verdict
     except KdiagError as e:
         cases.append(_case("replay: load the model", "replay", [Finding(
             "KD857", "error", "model", f"The model cannot be served for the replay: {e}",

@@ -28,6 +28,44 @@ fail_on_option = click.option(
 )
 
 
+# ---- safety caps and graph trust (eager: set before any other option is read) ----------
+
+def _set_limits(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    from kdiag.errors import KdiagError
+    from kdiag.limits import parse_limit_options, set_limits
+
+    try:  # always set: an in-process caller (tests, CliRunner) never inherits a previous run's
+        set_limits(parse_limit_options(value))
+    except KdiagError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _cap_help() -> str:
+    from kdiag.limits import limits_help
+
+    return ("Raise (or lower) a safety cap, e.g. --cap archive-bytes=40GiB. Repeatable. "
+            "Caps: " + limits_help() + ".")
+
+
+cap_option = click.option(
+    "--cap", "caps", multiple=True, metavar="NAME=SIZE", expose_value=False,
+    callback=_set_limits, is_eager=True, help=_cap_help(),
+)
+
+
+def _set_trust(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    from kdiag.model.graph_trust import set_trust
+
+    set_trust(bool(value))
+
+
+trust_model_option = click.option(
+    "--trust-model", is_flag=True, expose_value=False, callback=_set_trust,
+    help="Run a SavedModel whose serving functions write, delete or list files (KD052). "
+         "Without it kdiag refuses, before anything runs.",
+)
+
+
 # ---- tolerances: --atol [OUTPUT=]X, repeatable --------------------------------------------
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import (
+    cap_option,
     emit_json,
     existing_dir,
     existing_file,
@@ -16,6 +17,7 @@ from kdiag.commands._common import (
     format_option,
     framework_version_option,
     tolerance_option,
+    trust_model_option,
 )
 
 EPILOG = """\b
@@ -85,6 +87,8 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
               help="Write the result as JSON to FILE (the same object --format json prints).")
 @format_option
 @click.option("--quiet", "-q", is_flag=True, help="Only the verdict line (and annotations).")
+@cap_option
+@trust_model_option
 def command(model: str | None, config_path: Path | None, no_config: bool,
             framework_version: str | None, content_types: tuple[str, ...],
             payloads: tuple[str, ...], expect_output: tuple[str, ...], golden: str | None,

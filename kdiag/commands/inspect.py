@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import (
+    cap_option,
     emit_json,
     existing_file,
     exit_with,
@@ -39,6 +40,7 @@ boto3, layout, keras, names, findings[] (code, severity, stage, message, fix).
               help="Endpoint name used in the boto3 example.")
 @format_option
 @fail_on_option
+@cap_option
 def command(path: Path, custom_objects: Path | None, endpoint_name: str, fmt: str,
             fail_on: str) -> None:
     """Show the serving signatures of a SavedModel, model.tar.gz, version folder, .keras or

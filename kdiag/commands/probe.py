@@ -8,12 +8,14 @@ import sys
 import click
 
 from kdiag.commands._common import (
+    cap_option,
     exit_with,
     fail_on_option,
     format_option,
     framework_version_option,
     signature_option,
     tolerance_option,
+    trust_model_option,
 )
 
 EPILOG = """\b
@@ -98,6 +100,8 @@ connection error.
               "sent; no call to the runtime at all.")
 @format_option
 @fail_on_option
+@cap_option
+@trust_model_option
 def command(endpoint: str, signature: str | None, model: str | None, fetch_model: bool,
             max_model_bytes: int, no_infer: bool, payloads: tuple[str, ...],
             content_types: tuple[str, ...], accept: str | None, custom_attributes: str | None,

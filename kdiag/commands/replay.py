@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import (
+    cap_option,
     emit_json,
     existing_dir,
     existing_file,
@@ -15,6 +16,7 @@ from kdiag.commands._common import (
     framework_version_option,
     parse_when,
     tolerance_option,
+    trust_model_option,
 )
 
 EPILOG = """\b
@@ -81,6 +83,8 @@ Exit codes: 0 accepted (and notebook agrees), 1 rejected or differs, 2 usage err
 @click.option("-v", "--verbose", is_flag=True, help="Several payloads: list every payload, "
               "not only the rejected ones.")
 @format_option
+@cap_option
+@trust_model_option
 def command(payload: str, model: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, each_line: bool, max_batch: int,

@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from kdiag.atomic import write_atomically
-from kdiag.commands._common import emit_json, format_option, signature_option
+from kdiag.commands._common import (
+    cap_option,
+    emit_json,
+    format_option,
+    signature_option,
+)
 
 
 @click.command("sample", epilog="""\b
@@ -67,6 +72,7 @@ Text output prints only the body, so it can be redirected; notes go to stderr.
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the body to this file (atomically) instead of stdout.")
 @format_option
+@cap_option
 def command(signature_arg: str, signature_name: str | None, content_type: str, columnar: bool,
             batch: int, seed: int, ranges: tuple[str, ...], dims: tuple[str, ...],
             image_size: str | None, out: Path | None, fmt: str) -> None:

@@ -10,10 +10,12 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import (
+    cap_option,
     emit_json,
     existing_dir,
     format_option,
     framework_version_option,
+    trust_model_option,
 )
 
 
@@ -47,6 +49,8 @@ Then, unmodified:
               help="The EndpointName boto3 must send; any other name gets the Runtime's "
                    "'Endpoint ... not found' ValidationError.")
 @format_option
+@cap_option
+@trust_model_option
 def command(model: str, host: str, port: int, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, endpoint_name: str, fmt: str) -> None:
     """Serve a model locally as a SageMaker TensorFlow Serving endpoint, for real clients.

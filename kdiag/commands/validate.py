@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import (
+    cap_option,
     emit_json,
     existing_dir,
     exit_with,
@@ -63,6 +64,7 @@ Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or 
               "not only the rejected ones.")
 @format_option
 @fail_on_option
+@cap_option
 def command(payload: str, signature: str, content_type: str | None, accept: str | None,
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,

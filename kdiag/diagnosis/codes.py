@@ -35,6 +35,10 @@ CODES: dict[str, str] = {
     "KD032": "the custom-objects module lacks the class stored in the .keras file",
     "KD040": "inference.py lacks handler or input_handler+output_handler (or does not compile)",
     "KD041": "inference.py uses the inference-toolkit functions (input_fn...), not called here",
+    "KD050": "a link in model.tar.gz: reported, never extracted by kdiag",
+    "KD051": "a device, FIFO or other special member in model.tar.gz: not extracted",
+    "KD052": "the serving graph writes, deletes or lists files: not run without --trust-model",
+    "KD053": "the serving graph reads files (ReadFile, datasets, table files): warning",
     # wire
     "KD101": "body larger than the endpoint accepts (6 MiB real-time, 4 MiB serverless)",
     "KD102": "a header longer than 1024 characters",

@@ -631,11 +631,14 @@ def _replay(res: ProbeResult, opts: ProbeOptions, model: str, fv: str | None,
                                "with a local replay.", "pip install tensorflow"))
         return
     from kdiag.comparison import CompareConfig, compare_outputs
+    from kdiag.model.graph_trust import UntrustedGraph
     from kdiag.path.local_endpoint import LocalEndpoint
     from kdiag.replays.replay import decode_response, replay_one
 
     try:
         endpoint = LocalEndpoint(model, framework_version=fv, model_name=model_name)
+    except UntrustedGraph:
+        raise  # running the model is the user's call (--trust-model): exit 2, not a finding
     except KdiagError as e:
         res.findings.append(_f("KD822", "warning", f"No local replay: {e}"))
         return

@@ -12,9 +12,11 @@ from pathlib import Path
 from kdiag.diagnosis.findings import Finding
 from kdiag.errors import KdiagError
 from kdiag.model import layout as layout_rules
-from kdiag.model.archive import scan_archive
+from kdiag.model.archive import ArchiveScan, read_member, scan_archive
 from kdiag.model.code_lint import lint_inference_py
+from kdiag.model.graph_trust import FileOp, file_op_findings
 from kdiag.model.keras_file import KerasInfo, read_h5, read_keras
+from kdiag.model.regular_file import read_regular_file
 from kdiag.model.savedmodel import SavedModelInfo, parse_saved_model, read_saved_model
 from kdiag.model.signature import Signature
 from kdiag.model.signature_lint import lint_signatures
@@ -36,6 +38,7 @@ class ModelArtifact:
     keras: KerasInfo | None = None
     savedmodel_dir: Path | None = None  # on disk, when there is one (to run it)
     findings: list[Finding] = field(default_factory=list)
+    file_ops: list[FileOp] = field(default_factory=list)  # file-touching ops serving can run
 
     @property
     def default_signature(self) -> Signature | None:
@@ -62,7 +65,8 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
     return files, dirs
 
 
-def _serving_signatures(info: SavedModelInfo, source: str) -> tuple[list[Signature], list[list[str]], str | None, list[Finding]]:
+def _serving_signatures(info: SavedModelInfo, source: str, art: ModelArtifact
+                        ) -> tuple[list[Signature], list[list[str]], str | None, list[Finding]]:
     tag_sets = [mg.tags for mg in info.meta_graphs]
     serving = info.serving()
     if serving is None:
@@ -73,12 +77,13 @@ def _serving_signatures(info: SavedModelInfo, source: str) -> tuple[list[Signatu
             "Export for serving: model.export(path) or tf.saved_model.save(model, path).",
         )]
     sigs = [s for s in serving.signatures if not s.name.startswith("__")]
-    return sigs, tag_sets, serving.tensorflow_version, []
+    art.file_ops = serving.file_ops
+    return sigs, tag_sets, serving.tensorflow_version, file_op_findings(serving.file_ops, source)
 
 
 def _from_savedmodel_dir(p: Path, art: ModelArtifact) -> None:
     info = read_saved_model(p)
-    sigs, tags, tfv, findings = _serving_signatures(info, str(p))
+    sigs, tags, tfv, findings = _serving_signatures(info, str(p), art)
     art.signatures, art.tag_sets, art.tensorflow_version = sigs, tags, tfv
     art.savedmodel_dir = p
     art.findings += findings
@@ -116,9 +121,41 @@ def _from_layout(files: list[str], dirs: list[str], read_pb, art: ModelArtifact,
     if pb_rel is None:
         return
     info = parse_saved_model(read_pb(pb_rel), pb_rel)
-    sigs, tags, tfv, findings = _serving_signatures(info, pb_rel)
+    sigs, tags, tfv, findings = _serving_signatures(info, pb_rel, art)
     art.signatures, art.tag_sets, art.tensorflow_version = sigs, tags, tfv
     art.findings += findings
+
+
+def archive_findings(scan: ArchiveScan) -> list[Finding]:
+    """One finding per member kdiag will not write: escaping names and links leading out
+    (KD012, error), links inside the archive (KD050) and special files (KD051)."""
+    out = []
+    for u in scan.unsafe:
+        if u.kind == "name" or "leading out" in u.reason or "absolute" in u.reason:
+            out.append(Finding(
+                "KD012", "error", "artifact",
+                f"Archive member {u.name!r} is unsafe ({u.reason}): extracting it could write "
+                "outside the model folder. kdiag will not extract it"
+                + (" (nor the archive)." if u.kind == "name" else "."),
+                "Rebuild the archive from the model folder with relative paths and no links: "
+                "tar -czf model.tar.gz -C export 1 code",
+            ))
+        elif u.kind == "link":
+            out.append(Finding(
+                "KD050", "warning", "artifact",
+                f"Archive member {u.name!r} is a {u.reason}: a model archive needs no links, "
+                "and kdiag never extracts them (links are how crafted archives write outside "
+                "the extraction folder), so a replay runs without it.",
+                "Replace the link with the file itself (tar -h follows links when packing): "
+                "tar -czhf model.tar.gz -C export 1 code",
+            ))
+        else:
+            out.append(Finding(
+                "KD051", "warning", "artifact",
+                f"Archive member {u.name!r} is a {u.reason}: kdiag does not extract it.",
+                "Pack only the model's regular files and folders.",
+            ))
+    return out
 
 
 def read_model(path: str | Path) -> ModelArtifact:
@@ -134,8 +171,9 @@ def read_model(path: str | Path) -> ModelArtifact:
         else:
             art = ModelArtifact(path=str(p), kind="versions")
             files, dirs = _walk(p)
-            _from_layout(files, dirs, lambda rel: (p / rel).read_bytes(), art,
-                         p.resolve().name, lambda rel: (p / rel).read_text("utf-8", "replace"))
+            _from_layout(files, dirs, lambda rel: read_regular_file(p / rel, "graph_bytes"), art,
+                         p.resolve().name,
+                         lambda rel: read_regular_file(p / rel, "read_bytes").decode("utf-8", "replace"))
             if art.layout and art.layout.default_model and art.version:
                 d = art.layout.default_model
                 art.savedmodel_dir = p / d.base / art.version if d.base else p / art.version
@@ -148,16 +186,13 @@ def read_model(path: str | Path) -> ModelArtifact:
     elif _is_archive(p):
         art = ModelArtifact(path=str(p), kind="archive")
         scan = scan_archive(p, want=lambda n: n.endswith("saved_model.pb") or n == "code/inference.py")
-        for u in scan.unsafe:
-            art.findings.append(Finding(
-                "KD012", "error", "artifact",
-                f"Archive member {u.name!r} is unsafe ({u.reason}): extracting it could write "
-                "outside the model folder. kdiag will not extract this archive.",
-                "Rebuild the archive from the model folder with relative paths and no links "
-                "pointing outside it.",
-            ))
-        _from_layout(scan.files, scan.dirs, lambda rel: scan.contents[rel], art, None,
-                     lambda rel: scan.contents[rel].decode("utf-8", "replace"))
+        art.findings += archive_findings(scan)
+
+        def member(rel: str) -> bytes:
+            return scan.contents[rel] if rel in scan.contents else read_member(p, rel)
+
+        _from_layout(scan.files, scan.dirs, member, art, None,
+                     lambda rel: member(rel).decode("utf-8", "replace"))
     elif p.suffix.lower() == ".keras":
         art = ModelArtifact(path=str(p), kind="keras", keras=read_keras(p))
     elif p.suffix.lower() in (".h5", ".hdf5"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdiag.errors import KdiagError
+from kdiag.limits import LimitExceeded, Limits, active_limits
 
 BUILTIN_MODEL_CLASSES = {"Functional", "Sequential", "Model"}
 
@@ -82,19 +83,35 @@ def _info(path: Path, fmt: str, cfg: dict, keras_version: str | None) -> KerasIn
     )
 
 
-def read_keras(path: Path) -> KerasInfo:
+def _read_json_member(zf: zipfile.ZipFile, name: str, path: Path, limits: Limits) -> object:
+    """A JSON member, read within the keras-config-bytes cap: checked on the declared size
+    first, then on what the decompressor actually produces (a zip can lie about sizes)."""
+    cap = limits.keras_config_bytes
+    declared = zf.getinfo(name).file_size
+    if declared > cap:
+        raise LimitExceeded(f"{name} in {path}", declared, "keras_config_bytes", limits)
+    with zf.open(name) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise LimitExceeded(f"{name} in {path}", f"more than {cap} bytes", "keras_config_bytes",
+                            limits)
+    return json.loads(data)
+
+
+def read_keras(path: Path, limits: Limits | None = None) -> KerasInfo:
+    limits = limits or active_limits()
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
             if "config.json" not in names:
                 raise KdiagError(f"{path} is a zip without config.json: not a Keras 3 .keras file.")
-            if zf.getinfo("config.json").file_size > 64 << 20:
-                raise KdiagError(f"{path}: config.json is implausibly large; refusing to read it.")
-            cfg = json.loads(zf.read("config.json"))
-            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in names else {}
+            cfg = _read_json_member(zf, "config.json", path, limits)
+            meta = _read_json_member(zf, "metadata.json", path, limits) \
+                if "metadata.json" in names else {}
     except FileNotFoundError:
         raise KdiagError(f"{path} does not exist.") from None
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError,
+            RecursionError, NotImplementedError, ValueError) as e:
         raise KdiagError(f"{path} is not a readable .keras file ({e}); save it again with "
                          "model.save('model.keras').") from None
     return _info(path, "keras", cfg, meta.get("keras_version") if isinstance(meta, dict) else None)

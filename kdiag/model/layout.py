@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from kdiag.diagnosis.findings import Finding
 
 _DIGITS = re.compile(r"^\d+$")
+_LOOKS_LIKE_VERSION = re.compile(r"^v?\d+[.\-]\d*$|^v\d+$")
 ROOT_NAME = "model"  # the archive is extracted to /opt/ml/model
 
 
@@ -67,13 +69,20 @@ def analyse(files: list[str], dirs: list[str] | None = None) -> Layout:
 
     `dirs` may be omitted: every parent of a file counts as a directory.
     """
-    files = sorted({normalise(f) for f in files if normalise(f)})
-    all_dirs = {normalise(d) for d in (dirs or []) if normalise(d)}
+    files = sorted({n for n in map(normalise, files) if n})
+    file_set = set(files)
+    all_dirs = {n for n in map(normalise, dirs or []) if n}
     for f in files:
         parent = posixpath.dirname(f)
-        while parent:
+        while parent and parent not in all_dirs:  # stop at a parent already seen: linear
             all_dirs.add(parent)
             parent = posixpath.dirname(parent)
+    # Children of each folder, built once, so each model's version listing is a lookup.
+    numeric_children: dict[str, list[str]] = {}
+    for d in all_dirs:
+        head, _, tail = d.rpartition("/")
+        if tail.isdecimal():
+            numeric_children.setdefault(head, []).append(tail)
     layout = Layout()
 
     bases: dict[str, ModelLocation] = {}
@@ -86,20 +95,16 @@ def analyse(files: list[str], dirs: list[str] | None = None) -> Layout:
             continue
         name = posixpath.basename(base) if base else ROOT_NAME
         prefix = base + "/" if base else ""
-        versions = sorted(
-            (d[len(prefix):] for d in all_dirs
-             if d.startswith(prefix) and "/" not in d[len(prefix):] and d[len(prefix):].isdigit()),
-            key=int,
-        )
-        loadable = [v for v in versions if f"{prefix}{v}/saved_model.pb" in files]
+        versions = sorted(numeric_children.get(base, []), key=int)
+        loadable = [v for v in versions if f"{prefix}{v}/saved_model.pb" in file_set]
         bases[base] = ModelLocation(name=name, base=base, versions=versions,
                                     loadable_versions=loadable)
     layout.models = list(bases.values())
 
-    if "code/inference.py" in files:
+    if "code/inference.py" in file_set:
         layout.inference_py = "code/inference.py"
     layout.python_path_files = [p for p in ("code/requirements.txt", "code/lib")
-                                if p in files or p in all_dirs]
+                                if p in file_set or p in all_dirs]
     layout.misplaced_code = [f for f in files
                              if f.endswith("code/inference.py") and f != "code/inference.py"]
     layout.keras_files = [f for f in files if f.endswith((".keras", ".h5", ".hdf5"))]
@@ -145,6 +150,10 @@ def _findings(layout: Layout, files: list[str], dirs: set[str]) -> list[Finding]
                 "Export the model with model.export('export/1') and package export/ as "
                 "model.tar.gz with 1/ at its root.",
             ))
+    odd_by_parent: dict[str, list[str]] = {}
+    for d in dirs:
+        if _LOOKS_LIKE_VERSION.match(posixpath.basename(d)):
+            odd_by_parent.setdefault(posixpath.dirname(d), []).append(d)
     for m in layout.models:
         missing = [v for v in m.versions if v not in m.loadable_versions]
         if missing:
@@ -155,7 +164,7 @@ def _findings(layout: Layout, files: list[str], dirs: set[str]) -> list[Finding]
                 "to load it and the endpoint never becomes healthy.",
                 "Remove the empty or partial numeric folders, or finish those exports.",
             ))
-        odd = sorted(d for d in dirs if posixpath.dirname(d) == m.base and re.match(r"^v?\d+[.\-]\d*$|^v\d+$", posixpath.basename(d)))
+        odd = sorted(odd_by_parent.get(m.base, []))
         if odd:
             out.append(Finding(
                 "KD009", "warning", "artifact",
@@ -165,7 +174,7 @@ def _findings(layout: Layout, files: list[str], dirs: set[str]) -> list[Finding]
             ))
     if len(layout.models) > 1:
         names = [m.name for m in layout.models]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = sorted(n for n, c in Counter(names).items() if c > 1)
         out.append(Finding(
             "KD004", "warning", "artifact",
             f"{len(names)} models ({', '.join(names)}): without SAGEMAKER_TFS_DEFAULT_MODEL_NAME "

@@ -85,3 +85,9 @@ def as_bytes(value: int | memoryview) -> memoryview:
     if not isinstance(value, memoryview):
         raise ProtobufError("expected a length-delimited field")
     return value
+
+
+def as_int(value: int | memoryview) -> int:
+    if isinstance(value, memoryview):
+        raise ProtobufError("expected a number, found a length-delimited field")
+    return value

@@ -371,7 +371,13 @@ _runners_lock = threading.Lock()
 
 def load_runner(path: Path | str) -> SavedModelRunner:
     """The process-wide runner for a SavedModel directory (loaded on first use, by real path)."""
+    from kdiag.model.graph_trust import require_trusted
+    from kdiag.model.savedmodel import read_saved_model
+
     key = Path(path).resolve()
+    if (key / "saved_model.pb").exists():  # the last gate before TensorFlow runs the graph
+        serving = read_saved_model(key).serving()
+        require_trusted(serving.file_ops if serving else [], str(path))
     with _runners_lock:
         runner = _runners.get(key)
         if runner is None:

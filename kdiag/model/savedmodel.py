@@ -10,21 +10,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdiag.errors import KdiagError
+from kdiag.limits import Limits
+from kdiag.model.graph_trust import FileOp, scan_graph
 from kdiag.model.protobuf import (
     ProtobufError,
     as_bytes,
+    as_int,
     as_str,
     iter_fields,
     to_int64,
 )
+from kdiag.model.regular_file import read_regular_file
 from kdiag.model.signature import DTYPE_NAMES, Signature, TensorSpec
 
 SERVE_TAG = "serve"
+# TF1 collections holding the ops the loader runs after restoring (saved_model constants).
+INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "main_op")
 # Ops whose presence says something about how the signature's inputs must be sent.
 IMAGE_DECODE_OPS = ("DecodeJpeg", "DecodePng", "DecodeImage", "DecodeBmp", "DecodeGif",
                     "DecodeAndCropJpeg")
 EXAMPLE_PARSE_OPS = ("ParseExampleV2", "ParseExample", "ParseSingleExample")
-MAX_PB_BYTES = 2 << 30  # protobuf's own hard limit
 
 
 @dataclass
@@ -33,6 +38,7 @@ class MetaGraph:
     signatures: list[Signature]
     tensorflow_version: str | None
     ops: set[str] = field(default_factory=set)
+    file_ops: list[FileOp] = field(default_factory=list)  # what its signatures can run
 
 
 @dataclass
@@ -54,12 +60,12 @@ def _tensor_shape(buf: memoryview) -> tuple[int, ...] | None:
     for f, _, v in iter_fields(buf):
         if f == 2:
             size = 0
-            for df, dw, dv in iter_fields(as_bytes(v)):
-                if df == 1 and dw == 0:
-                    size = to_int64(dv)  # type: ignore[arg-type]
+            for df, _, dv in iter_fields(as_bytes(v)):
+                if df == 1:
+                    size = to_int64(as_int(dv))
             dims.append(-1 if size < 0 else size)
         elif f == 3:
-            unknown_rank = bool(v)
+            unknown_rank = bool(as_int(v))
     return None if unknown_rank else tuple(dims)
 
 
@@ -73,7 +79,7 @@ def _tensor_info(buf: memoryview) -> TensorSpec:
         if f == 1:
             name = as_str(v)
         elif f == 2:
-            dtype = int(v)  # type: ignore[arg-type]
+            dtype = as_int(v)
         elif f == 3:
             shape = _tensor_shape(as_bytes(v))
             seen_shape = True
@@ -133,6 +139,7 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
     tf_version = None
     ops: set[str] = set()
     graph_def: memoryview | None = None
+    init_nodes: list[str] = []
     for f, _, v in iter_fields(buf):
         if f == 1:  # MetaInfoDef
             for mf, _, mv in iter_fields(as_bytes(v)):
@@ -144,6 +151,13 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
                     ops |= _op_names(as_bytes(mv))
         elif f == 2:
             graph_def = as_bytes(v)
+        elif f == 4:  # collection_def: TF1 main/init ops run when the model loads
+            k, cv = _map_entry(as_bytes(v))
+            if k in INIT_COLLECTIONS:
+                for cf, _, nl in iter_fields(cv):
+                    if cf == 1:  # node_list.value
+                        init_nodes += [as_str(n) for nf, _, n in iter_fields(as_bytes(nl))
+                                       if nf == 1]
         elif f == 5:
             k, sv = _map_entry(as_bytes(v))
             sigs.append(_signature_def(k, sv))
@@ -154,8 +168,16 @@ def _meta_graph(buf: memoryview) -> MetaGraph:
         for op in IMAGE_DECODE_OPS + EXAMPLE_PARSE_OPS:
             if op.encode() in raw:
                 ops.add(op)
+    file_ops: list[FileOp] = []
+    if graph_def is not None and SERVE_TAG in tags:
+        roots = {s.name: [t.tensor_name for t in (*s.inputs.values(), *s.outputs.values())
+                          if t.tensor_name] for s in sigs}
+        if init_nodes:
+            roots["__init_op"] = init_nodes
+        file_ops = scan_graph(graph_def, roots)
     sigs.sort(key=lambda s: (s.name != "serving_default", s.name))
-    return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops)
+    return MetaGraph(tags=tags, signatures=sigs, tensorflow_version=tf_version, ops=ops,
+                     file_ops=file_ops)
 
 
 def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModelInfo:
@@ -171,7 +193,8 @@ def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModel
                 raise ProtobufError("field 1 is not a version number")
             elif f > 2:
                 raise ProtobufError(f"unexpected top-level field {f}")
-    except ProtobufError as e:
+    except (ProtobufError, ValueError, TypeError, RecursionError) as e:
+        # ValueError/TypeError: a field of the wrong kind somewhere kdiag did not expect one
         raise KdiagError(
             f"{source} is not a readable SavedModel ({e}): the file is corrupt or truncated, "
             "or it is not a saved_model.pb. Export the model again (model.export(path) in "
@@ -194,16 +217,6 @@ def parse_saved_model(data: bytes, source: str = "saved_model.pb") -> SavedModel
     return SavedModelInfo(meta_graphs=metas, graph_notes=notes)
 
 
-def read_saved_model(path: Path) -> SavedModelInfo:
+def read_saved_model(path: Path, limits: Limits | None = None) -> SavedModelInfo:
     pb = path / "saved_model.pb" if path.is_dir() else path
-    try:
-        size = pb.stat().st_size
-        if size > MAX_PB_BYTES:
-            raise KdiagError(f"{pb} is larger than 2 GiB, which no SavedModel can be.")
-        data = pb.read_bytes()
-    except FileNotFoundError:
-        raise KdiagError(f"{pb} does not exist: a SavedModel directory holds saved_model.pb "
-                         "and variables/.") from None
-    except OSError as e:
-        raise KdiagError(f"Cannot read {pb}: {e.strerror}.") from None
-    return parse_saved_model(data, str(pb))
+    return parse_saved_model(read_regular_file(pb, "graph_bytes", limits), str(pb))

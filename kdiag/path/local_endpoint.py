@@ -16,6 +16,7 @@ from kdiag.diagnosis.findings import explain_errors
 from kdiag.errors import KdiagError
 from kdiag.model.archive import extract_archive
 from kdiag.model.artifact import read_model
+from kdiag.model.graph_trust import require_trusted
 from kdiag.path.container import generation_for
 from kdiag.path.request_path import RequestPath
 
@@ -34,14 +35,20 @@ class LocalEndpoint(RequestPath):
         self._tmp: Path | None = None
         uploaded = read_model(path)  # as the container's model discovery sees it
         on_disk = uploaded
-        if uploaded.kind == "archive":
-            self._tmp = extract_archive(path)
-            on_disk = read_model(self._tmp)
-        if on_disk.savedmodel_dir is None or not on_disk.signatures:
-            self.close()
-            raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
-                             + explain_errors(uploaded.findings))
-        target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
+        try:
+            if uploaded.kind == "archive":
+                self._tmp = extract_archive(path)
+                on_disk = read_model(self._tmp)
+            if on_disk.savedmodel_dir is None or not on_disk.signatures:
+                raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
+                                 + explain_errors(uploaded.findings))
+            # A SavedModel is a program: refuse, before anything runs, one that writes, deletes
+            # or lists files (KD052), unless the user passed --trust-model.
+            require_trusted(on_disk.file_ops, str(model))
+            target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
+        except BaseException:
+            self.close()  # the extraction folder goes on every error, Ctrl-C included
+            raise
         self.savedmodel_dir = on_disk.savedmodel_dir
         self.target_findings = target.findings  # e.g. KD230: inference.py present, not run
         self._runner = None

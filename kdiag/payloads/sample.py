@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kdiag.errors import KdiagError
+from kdiag.limits import LimitExceeded, Limits, active_limits, human
 from kdiag.model.signature import JSON_DTYPES, Signature, TensorSpec, format_shape
 from kdiag.payloads.build import (
     CONTAINER_CONTENT_TYPES,
@@ -200,10 +201,11 @@ def generate(signature: Signature, opts: SampleOptions | None = None) -> Sample:
             raise KdiagError(f"text/csv cannot carry signature {signature.name!r}: {why}. "
                              "Use --content-type json (or jsonlines).")
     shapes = _final_shapes(signature, plan, opts, columnar, notes)
+    images = _image_inputs(signature)
+    check_sample_size(signature, shapes, images, opts.image_size or DEFAULT_IMAGE_SIZE)
 
     tensors: dict[str, np.ndarray] = {}
     b64: set[str] = set()
-    images = _image_inputs(signature)
     for name, spec in signature.inputs.items():
         rng = np.random.default_rng([opts.seed, zlib.crc32(name.encode("utf-8"))])
         if name in images:
@@ -365,6 +367,41 @@ def _row_problem(plan: dict[str, list[int | None]]) -> str | None:
         return (f"the inputs fix different sizes on axis 0 ({listing}), and row format needs one "
                 "instance count for all")
     return None
+
+
+# Upper estimates of one value's JSON text (a float32 is about 12 characters, an int64 up to 20,
+# a sampled word 10 with its quotes), so the body's size is known before anything is allocated.
+_JSON_BYTES = {"string": 12, "bool": 6, "float16": 12, "float32": 16, "float64": 26,
+               "bfloat16": 12}
+
+
+def check_sample_size(signature: Signature, shapes: dict[str, tuple[int, ...]],
+                      images: set[str], image_size: tuple[int, int],
+                      limits: Limits | None = None) -> None:
+    """Raise (a KdiagError naming the cap and the size) when the request these shapes describe
+    is over the sample caps: a 149-byte graph may declare [-1, 100000, 100000]."""
+    limits = limits or active_limits()
+    elements = 0
+    body = 0
+    biggest = ("", (), 0)
+    for name, shape in shapes.items():
+        count = 1
+        for d in shape:
+            count *= max(int(d), 0)  # Python ints: no overflow, however large the dimensions
+        per = _JSON_BYTES.get(signature.inputs[name].dtype, 21)
+        if name in images:  # one PNG per value, base64
+            h, w = image_size
+            count, per = count * h * w * 3, 2
+        elements += count
+        body += count * per
+        if count > biggest[2]:
+            biggest = (name, shape, count)
+    what = (f"Too large to sample: the request for signature {signature.name!r} (input "
+            f"{biggest[0]!r} of shape {format_shape(biggest[1])})")
+    if elements > limits.sample_elements:
+        raise LimitExceeded(what, f"{elements:,} values", "sample_elements", limits)
+    if body > limits.sample_bytes:
+        raise LimitExceeded(what, f"about {human(body)} of JSON", "sample_bytes", limits)
 
 
 def _final_shapes(signature: Signature, plan: dict[str, list[int | None]], opts: SampleOptions,

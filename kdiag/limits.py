@@ -1,0 +1,116 @@
+"""Caps on what hostile input may cost, checked before the work, and how a user raises them.
+
+Every cap has a name the CLI accepts in `--cap NAME=SIZE` (repeatable, on every command that
+reads a model), a default sized for real SageMaker artifacts, and one message shape when it is
+hit: what was measured, which cap, and the option that raises it. The CLI sets the process-wide
+values once (`set_limits`); library callers may pass their own `Limits`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+
+from kdiag.errors import KdiagError
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    # model archives (model.tar.gz)
+    archive_bytes: int = 20 * GIB  # total uncompressed size of all members
+    archive_members: int = 200_000  # members (files, folders, links) in one archive
+    member_bytes: int = 20 * GIB  # any single member
+    header_bytes: int = 1 * MIB  # a GNU long name/link or pax header
+    read_bytes: int = 256 * MIB  # members kept in memory in one scan (saved_model.pb, code)
+    # models
+    graph_bytes: int = 2 * GIB  # saved_model.pb (protobuf's own hard limit)
+    keras_config_bytes: int = 64 * MIB  # config.json / metadata.json inside a .keras file
+    # generated payloads (kdiag sample, inspect's example request, check's generated payloads)
+    sample_elements: int = 10_000_000  # values in one generated request
+    sample_bytes: int = 64 * MIB  # bytes of one generated request body
+
+
+DEFAULT = Limits()
+_HELP = {
+    "archive-bytes": "total uncompressed size of model.tar.gz",
+    "archive-members": "members in model.tar.gz",
+    "member-bytes": "any one member of model.tar.gz",
+    "header-bytes": "a long-name or pax header in model.tar.gz",
+    "read-bytes": "archive members kept in memory in one pass (more are re-read one at a time)",
+    "graph-bytes": "saved_model.pb",
+    "keras-config-bytes": "config.json/metadata.json inside a .keras file",
+    "sample-elements": "values in one generated example request",
+    "sample-bytes": "bytes of one generated example request",
+}
+_active = DEFAULT
+
+
+def option_name(attr: str) -> str:
+    return attr.replace("_", "-")
+
+
+def limits_help() -> str:
+    """One line per cap for --help: name, default, what it bounds."""
+    return "; ".join(f"{option_name(f.name)} ({human(getattr(DEFAULT, f.name), f.name)}): "
+                     f"{_HELP[option_name(f.name)]}" for f in fields(Limits))
+
+
+def human(n: int, attr: str = "") -> str:
+    """1.5 GiB, 300 MiB, 12 KiB, 17 bytes; plain counts for member/element caps."""
+    if attr.endswith(("members", "elements")):
+        return f"{n:,}"
+    for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f} {unit}".replace(".0 ", " ")
+    return f"{n} bytes"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    """`20GiB`, `512M`, `1.5g`, `100000`: binary units (a K is 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise KdiagError(f"{text!r} is not a size: write e.g. 40GiB, 512MiB or 100000.")
+    scale = {"": 1, "k": KIB, "m": MIB, "g": GIB, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def parse_limit_options(items: tuple[str, ...] | list[str], base: Limits = DEFAULT) -> Limits:
+    """`NAME=SIZE` items (from --cap) applied over `base`."""
+    changes = {}
+    known = {option_name(f.name): f.name for f in fields(Limits)}
+    for item in items:
+        name, sep, value = item.partition("=")
+        attr = known.get(name.strip().lower())
+        if not sep or attr is None:
+            raise KdiagError(f"--cap {item!r}: write NAME=SIZE with NAME one of "
+                             f"{', '.join(known)}.")
+        changes[attr] = parse_size(value)
+    return replace(base, **changes)
+
+
+def set_limits(limits: Limits) -> None:
+    global _active
+    _active = limits
+
+
+def active_limits() -> Limits:
+    return _active
+
+
+class LimitExceeded(KdiagError):
+    """A cap was hit: the message names the cap, the measured size and how to raise it."""
+
+    def __init__(self, what: str, measured: int | str, attr: str, limits: Limits) -> None:
+        cap = getattr(limits, attr)
+        shown = measured if isinstance(measured, str) else human(measured, attr)
+        super().__init__(
+            f"{what} is {shown}, over the {option_name(attr)} cap ({human(cap, attr)}): kdiag "
+            f"stops there rather than exhaust memory, disk or time. If you trust the input, "
+            f"raise it with --cap {option_name(attr)}=SIZE.")
+        self.attr = attr
