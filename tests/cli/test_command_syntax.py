@@ -7,9 +7,12 @@ from __future__ import annotations
 import ast
 import base64
 import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -158,13 +161,24 @@ def test_every_help_example_runs(example, workspace, monkeypatch):
     cmd.make_context(argv[0], list(argv[1:]))
     if PARSE_ONLY.search(example):
         return
-    if argv[0] == "replay" and not tensorflow_available():
-        pytest.skip("replay needs TensorFlow")
-    r = CliRunner().invoke(cli, argv, input=stdin)
-    assert r.exit_code in (0, 1), f"{example}\n{r.output}"
-    assert "Traceback" not in r.output and "Usage:" not in r.output, r.output
+    runs_model = argv[0] == "replay" or (argv[0] == "check" and "--golden" in argv) or \
+        (argv[0] == "check" and "--payload" in argv)
+    if runs_model and not tensorflow_available():
+        pytest.skip("needs TensorFlow")
+    if runs_model:
+        # In a child: TensorFlow loaded into the test process would inflate the peak memory
+        # that later tests measure in their own children (Linux carries ru_maxrss over fork).
+        p = subprocess.run([sys.executable, "-m", "kdiag", *argv], cwd=workspace,
+                           input=stdin, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"})
+        code, output = p.returncode, p.stdout + p.stderr
+    else:
+        r = CliRunner().invoke(cli, argv, input=stdin)
+        code, output = r.exit_code, r.output
+    assert code in (0, 1), f"{example}\n{output}"
+    assert "Traceback" not in output and "Usage:" not in output, output
     if out:
-        (workspace / out).write_text(r.output)
+        (workspace / out).write_text(output)
 
 
 # ---- advice: every `kdiag ...` kdiag prints or documents parses ---------------------------
