@@ -112,13 +112,16 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
            max_batch: int = 256, progress: Callable[[int], None] | None = None,
            keras: str | Path | None = None, client_input: Any = None,
            custom_objects: str | Path | None = None, unsafe_keras: bool = False,
-           atol: float = 1e-5, rtol: float = 1e-5) -> Replay:
+           trust_model: bool | None = None, atol: float = 1e-5,
+           rtol: float = 1e-5) -> Replay:
     """Payloads through the real model exactly as the endpoint runs them (needs TensorFlow).
 
     A list or tuple is several payloads (replayed in stacked model calls); anything else is one
     payload (to replay a Python list as one JSON body, pass it as text or an array). `model` is
     a model path, or a LocalEndpoint you opened (kept open). With `keras` and `client_input`,
-    the notebook's own predict() runs on client_input and is compared with the endpoint."""
+    the notebook's own predict() runs on client_input and is compared with the endpoint.
+    A model whose serving graph writes, deletes or lists files runs only with trust_model
+    (None: the process-wide setting, graph_trust.set_trust, which --trust-model sets)."""
     from kdiag.model.runner import require_tensorflow
     from kdiag.path.container import Request
     from kdiag.path.local_endpoint import LocalEndpoint
@@ -142,7 +145,7 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
                               custom_attributes=custom_attributes)))
     own = not isinstance(model, LocalEndpoint)
     endpoint = LocalEndpoint(model, framework_version=framework_version, code_dir=_path(code),
-                             model_name=model_name) if own else model
+                             model_name=model_name, trust_model=trust_model) if own else model
     try:
         if single:
             results = [replay_one(endpoint, items[0][1], items[0][0])]

@@ -52,7 +52,17 @@ def findings(items: list[dict]) -> str:
 
 
 def _root(doc: dict) -> dict | None:
-    return next((f for f in doc.get("findings") or [] if f["severity"] == "error"), None)
+    """The finding the document names as root cause (its code), else its first error."""
+    findings = doc.get("findings") or []
+    code = doc.get("root_cause")
+    named = next((f for f in findings if code and f["code"] == code), None)
+    return named or next((f for f in findings if f["severity"] == "error"), None)
+
+
+def _answers(doc: dict) -> str:
+    status = doc.get("status")
+    return "the status depends on the model's graph" if status is None else \
+        f"the endpoint answers {e(status)}"
 
 
 def _shape(shape: object) -> str:
@@ -66,10 +76,10 @@ def diagnosis_html(doc: dict, expected: dict[str, dict] | None = None) -> str:
     """validate / replay of one payload: verdict, root cause, fix, stages, shapes."""
     parts = ['<div class="kdiag kdiag-diagnosis">']
     if doc.get("accepted"):
-        parts.append(f"<p>{verdict('accepted')}: the endpoint answers {e(doc.get('status'))}</p>")
+        parts.append(f"<p>{verdict('accepted')}: {_answers(doc)}</p>")
     else:
-        parts.append(f"<p>{verdict('rejected')} at <b>{e(doc.get('stage'))}</b>: the endpoint "
-                     f"answers {e(doc.get('status'))}</p>")
+        parts.append(f"<p>{verdict('rejected')} at <b>{e(doc.get('stage'))}</b>: "
+                     f"{_answers(doc)}</p>")
     root = _root(doc)
     if root is not None:
         parts.append(f'<div class="kdiag-root-cause"><b>Root cause</b> ({e(root["code"])}): '

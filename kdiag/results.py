@@ -52,8 +52,15 @@ class _Rendered:
         yield Text.from_ansi(buf.getvalue().rstrip("\n"))
 
 
-def _root_cause(findings: list[Finding]) -> Finding | None:
-    """The first error: diagnose() puts the root cause before the stage findings it explains."""
+def _root_cause(result: Any) -> Finding | None:
+    """The finding the diagnosis names as the root cause (`result.root_cause`, a code), else the
+    first error: diagnose() puts the root cause before the findings it explains."""
+    findings = result.findings
+    code = getattr(result, "root_cause", None)
+    if code:
+        named = next((f for f in findings if f.code == code), None)
+        if named is not None:
+            return named
     return next((f for f in findings if f.severity == "error"), None)
 
 
@@ -135,7 +142,8 @@ class Diagnosis:
         return self.result.accepted
 
     @property
-    def status(self) -> int:
+    def status(self) -> int | None:
+        """The HTTP status the container answers; None when only the model can decide it."""
         return self.result.status
 
     @property
@@ -152,7 +160,7 @@ class Diagnosis:
 
     @property
     def root_cause(self) -> Finding | None:
-        return _root_cause(self.result.findings)
+        return _root_cause(self.result)
 
     @property
     def fixed_payload(self) -> Payload | None:
@@ -189,7 +197,7 @@ class Replay:
 
     @property
     def root_cause(self) -> Finding | None:
-        return next((f for r in self.results if (f := _root_cause(r.findings))), None)
+        return next((f for r in self.results if (f := _root_cause(r))), None)
 
     @property
     def outputs(self) -> list[dict]:

@@ -46,6 +46,16 @@ def test_import_kdiag_loads_no_numpy_tensorflow_or_boto3_and_takes_under_150_ms(
     assert cumulative_us < 150_000, line
 
 
+def test_validate_inspect_and_sample_run_without_tensorflow_or_boto3():
+    code = ("import sys, kdiag; m = 'fixtures/models/custom/export/1'; kdiag.inspect(m); "
+            "kdiag.sample(m); d = kdiag.validate('{\"data\": [[1,2,3,4,5]]}', m); "
+            "d._repr_html_(); d.to_dict(); "
+            "print(' '.join(x for x in ('tensorflow', 'boto3', 'keras') if x in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_the_api_names_are_listed_and_load_on_first_use():
     for name in ("inspect", "sample", "validate", "replay", "probe", "check", "compare",
                  "ModelReport", "Payload", "Diagnosis", "Replay", "ProbeReport", "CheckReport",

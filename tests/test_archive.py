@@ -108,3 +108,18 @@ def test_scan_reads_only_the_members_asked_for():
     scan = scan_archive(ARCHIVES / "good.tar.gz", want=lambda n: n == "code/inference.py")
     assert list(scan.contents) == ["code/inference.py"]
     assert "1/saved_model.pb" in scan.files
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT],
+                         ids=["ustar-prefix", "gnu-longname", "pax"])
+def test_long_and_non_ascii_names_read_alike_in_every_tar_format(tmp_path, fmt):
+    name = "deep/" + "x" * 90 + "/" + "y" * 60 + "/saved_model.pb"
+    arc = tmp_path / "m.tar.gz"
+    with tarfile.open(arc, "w:gz", format=fmt) as tf:
+        for n, data in ((name, b"hello"), ("é/ü.txt", b"hi")):
+            ti = tarfile.TarInfo(n)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    assert scan_archive(arc).files == [name, "é/ü.txt"]
+    out = extract_archive(arc, tmp_path / "out")
+    assert (out / name).read_bytes() == b"hello" and (out / "é" / "ü.txt").read_bytes() == b"hi"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kdiag.errors import KdiagError
-from kdiag.limits import LimitExceeded, Limits, active_limits
+from kdiag.limits import LimitExceeded, Limits, active_limits, human
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -147,9 +147,8 @@ _STREAM_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFil
 class _Reader:
     """Exact reads from a decompressing stream, counting what was decompressed."""
 
-    def __init__(self, stream: BinaryIO, path: Path) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
-        self.path = path
 
     def read_exact(self, n: int) -> bytes:
         data = self.stream.read(n)
@@ -284,7 +283,8 @@ def _members(reader: _Reader, path: Path, limits: Limits) -> Iterator[tuple[Memb
             raise LimitExceeded(f"The number of members in {path}",
                                 f"more than {limits.archive_members:,}", "archive_members", limits)
         name = _cstr(block[0:100])
-        if block[257:262] == b"ustar" and block[345:346] != b"\x00" and longname is None:
+        # POSIX ustar only: GNU headers ("ustar  ") keep other fields where the prefix would be
+        if block[257:263] == b"ustar\x00" and block[345:346] != b"\x00" and longname is None:
             name = _cstr(block[345:500]) + "/" + name
         linkname = _cstr(block[157:257])
         if longname is not None:
@@ -312,17 +312,11 @@ def _members(reader: _Reader, path: Path, limits: Limits) -> Iterator[tuple[Memb
             raise LimitExceeded(f"Member {name!r} of {path}", data_size, "member_bytes", limits)
         total += data_size
         if total > limits.archive_bytes:
-            raise LimitExceeded(f"{path} uncompressed", f"more than {_h(total)}",
+            raise LimitExceeded(f"{path} uncompressed", f"more than {human(total)}",
                                 "archive_bytes", limits)
         member = Member(name=_clean(name), raw_name=name, type=typ, size=data_size,
                         linkname=linkname, problem=name_problem(name))
         yield member, reader
-
-
-def _h(n: int) -> str:
-    from kdiag.limits import human
-
-    return human(n)
 
 
 def _drain(reader: _Reader, path: Path, limits: Limits, seen: int) -> None:
@@ -335,7 +329,7 @@ def _drain(reader: _Reader, path: Path, limits: Limits, seen: int) -> None:
         total += len(chunk)
         if total > limits.archive_bytes + (1 << 20):
             raise LimitExceeded(f"{path} uncompressed (with what follows the tar end marker)",
-                                f"more than {_h(total)}", "archive_bytes", limits)
+                                f"more than {human(total)}", "archive_bytes", limits)
 
 
 def _link_reason(m: Member) -> str:
@@ -368,7 +362,7 @@ def _walk(path: Path, limits: Limits, on_member: Callable[[Member, _Reader], Non
     stream = _open_stream(path)
     try:
         with stream:
-            reader = _Reader(stream, path)
+            reader = _Reader(stream)
             total = 0
             for member, rd in _members(reader, path, limits):
                 on_member(member, rd)
@@ -469,7 +463,21 @@ def _open_parent(root_fd: int, parts: list[str]) -> int:
         raise
 
 
-def _write_file(root_fd: int, m: Member, rd: _Reader) -> None:
+DISK_RESERVE = 256 << 20  # left free on the file system, whatever the archive wants
+
+
+def _check_disk(root_fd: int, m: Member, path: Path) -> None:
+    """Refuse a member the disk cannot hold (keeping a reserve), before writing any of it."""
+    st = os.fstatvfs(root_fd)
+    free = st.f_bavail * st.f_frsize
+    if m.size + DISK_RESERVE > free:
+        raise KdiagError(f"Extracting {path}: member {m.raw_name!r} is {human(m.size)} and the "
+                         f"temporary folder's disk has {human(free)} free; kdiag stops rather "
+                         "than fill it. Free space or point TMPDIR at a larger disk.")
+
+
+def _write_file(root_fd: int, m: Member, rd: _Reader, path: Path) -> None:
+    _check_disk(root_fd, m, path)
     parts = m.name.split("/")
     parent = _open_parent(root_fd, parts[:-1])
     try:
@@ -518,7 +526,7 @@ def extract_archive(path: Path, dest: Path | None = None, limits: Limits | None 
                     os.close(_open_parent(root_fd, m.name.split("/")))
                     _skip(m, rd)
                 else:
-                    _write_file(root_fd, m, rd)
+                    _write_file(root_fd, m, rd, path)
 
             _walk(path, limits, on_member)
         finally:

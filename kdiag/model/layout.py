@@ -73,10 +73,10 @@ def analyse(files: list[str], dirs: list[str] | None = None) -> Layout:
     file_set = set(files)
     all_dirs = {n for n in map(normalise, dirs or []) if n}
     for f in files:
-        parent = posixpath.dirname(f)
+        parent = f.rpartition("/")[0]
         while parent and parent not in all_dirs:  # stop at a parent already seen: linear
             all_dirs.add(parent)
-            parent = posixpath.dirname(parent)
+            parent = parent.rpartition("/")[0]
     # Children of each folder, built once, so each model's version listing is a lookup.
     numeric_children: dict[str, list[str]] = {}
     for d in all_dirs:
@@ -114,8 +114,8 @@ def analyse(files: list[str], dirs: list[str] | None = None) -> Layout:
 
 def _findings(layout: Layout, files: list[str], dirs: set[str]) -> list[Finding]:
     out: list[Finding] = []
-    pbs = [f for f in files if posixpath.basename(f) == "saved_model.pb"]
-    pbtxts = [f for f in files if posixpath.basename(f) == "saved_model.pbtxt"]
+    pbs = [f for f in files if f.rpartition("/")[2] == "saved_model.pb"]
+    pbtxts = [f for f in files if f.rpartition("/")[2] == "saved_model.pbtxt"]
     if not layout.models:
         if layout.keras_files and not pbs:
             out.append(Finding(
@@ -152,8 +152,9 @@ def _findings(layout: Layout, files: list[str], dirs: set[str]) -> list[Finding]
             ))
     odd_by_parent: dict[str, list[str]] = {}
     for d in dirs:
-        if _LOOKS_LIKE_VERSION.match(posixpath.basename(d)):
-            odd_by_parent.setdefault(posixpath.dirname(d), []).append(d)
+        head, _, tail = d.rpartition("/")
+        if _LOOKS_LIKE_VERSION.match(tail):
+            odd_by_parent.setdefault(head, []).append(d)
     for m in layout.models:
         missing = [v for v in m.versions if v not in m.loadable_versions]
         if missing:

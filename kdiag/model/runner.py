@@ -369,15 +369,24 @@ _runners: dict[Path, SavedModelRunner] = {}
 _runners_lock = threading.Lock()
 
 
-def load_runner(path: Path | str) -> SavedModelRunner:
-    """The process-wide runner for a SavedModel directory (loaded on first use, by real path)."""
-    from kdiag.model.graph_trust import require_trusted
+def load_runner(path: Path | str, *, trust_model: bool | None = None) -> SavedModelRunner:
+    """The process-wide runner for a SavedModel directory (loaded on first use, by real path).
+
+    Refuses (graph_trust.UntrustedGraph) a graph whose signatures write, delete or list files
+    unless `trust_model` (None: the CLI's --trust-model)."""
+    from kdiag.model.graph_trust import require_trusted, trusted
     from kdiag.model.savedmodel import read_saved_model
 
+    trust = trusted() if trust_model is None else trust_model
     key = Path(path).resolve()
     if (key / "saved_model.pb").exists():  # the last gate before TensorFlow runs the graph
         serving = read_saved_model(key).serving()
-        require_trusted(serving.file_ops if serving else [], str(path))
+        require_trusted(serving.file_ops if serving else [], str(path), trust)
+    elif (key / "saved_model.pbtxt").exists() and not trust:
+        # TensorFlow would load saved_model.pbtxt, which kdiag's scanner does not read.
+        raise KdiagError(f"{path} holds saved_model.pbtxt only: kdiag runs only graphs it has "
+                         "scanned for file access. Export saved_model.pb, or pass "
+                         "--trust-model.")
     with _runners_lock:
         runner = _runners.get(key)
         if runner is None:

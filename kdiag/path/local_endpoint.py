@@ -16,7 +16,7 @@ from kdiag.diagnosis.findings import explain_errors
 from kdiag.errors import KdiagError
 from kdiag.model.archive import extract_archive
 from kdiag.model.artifact import read_model
-from kdiag.model.graph_trust import require_trusted
+from kdiag.model.graph_trust import require_trusted, trusted
 from kdiag.path.container import generation_for
 from kdiag.path.request_path import RequestPath
 
@@ -28,7 +28,8 @@ class LocalEndpoint(RequestPath):
     An archive is extracted safely to a temporary folder, removed by `close()`."""
 
     def __init__(self, model: str | Path, *, framework_version: str | None = None,
-                 code_dir: Path | None = None, model_name: str | None = None) -> None:
+                 code_dir: Path | None = None, model_name: str | None = None,
+                 trust_model: bool | None = None) -> None:
         from kdiag.model.target import target_from_artifact
 
         path = Path(model)
@@ -44,7 +45,9 @@ class LocalEndpoint(RequestPath):
                                  + explain_errors(uploaded.findings))
             # A SavedModel is a program: refuse, before anything runs, one that writes, deletes
             # or lists files (KD052), unless the user passed --trust-model.
-            require_trusted(on_disk.file_ops, str(model))
+            # (trust_model None: the CLI's --trust-model, process-wide.)
+            self._trust = trusted() if trust_model is None else trust_model
+            require_trusted(on_disk.file_ops, str(model), self._trust)
             target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
         except BaseException:
             self.close()  # the extraction folder goes on every error, Ctrl-C included
@@ -66,7 +69,7 @@ class LocalEndpoint(RequestPath):
                 from kdiag.model.runner import load_runner, require_tensorflow
 
                 require_tensorflow("Running the model")
-                self._runner = load_runner(self.savedmodel_dir)
+                self._runner = load_runner(self.savedmodel_dir, trust_model=self._trust)
             return self._runner
 
     def _run_model(self, tensors: dict[str, np.ndarray], signature_name: str | None = None):

@@ -1,5 +1,6 @@
 """Builders of hostile inputs, written byte by byte (no tarfile, no TensorFlow), and a runner
-that measures a kdiag command in a subprocess: exit code, stderr, wall time, peak memory."""
+that measures a kdiag command in a subprocess: exit code, stderr, wall time, peak memory
+(the child's own high-water mark, falling back to resource.getrusage)."""
 
 from __future__ import annotations
 
@@ -99,7 +100,13 @@ def run_kdiag(args: list[str], cwd: Path, timeout: float = 120, tmpdir: Path | N
             code = main(sys.argv[1:])
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM: this process image's own peak. ru_maxrss survives execve on Linux, so it would
+        # report the (large) test runner that forked this child.
+        try:
+            hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+            peak = int(hwm.split()[1]) / 1024
+        except (OSError, IndexError):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         sys.stderr.write("\\n@@" + json.dumps({"code": code, "seconds": time.perf_counter() - t0,
                                                 "peak_mib": peak}) + "\\n")
     """)

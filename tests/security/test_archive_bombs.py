@@ -145,3 +145,13 @@ def test_a_damaged_gzip_stream_is_reported(tmp_path, damage):
     assert res.code == 2, (res.code, res.stdout)
     assert "truncated or corrupt" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_extraction_stops_before_filling_the_disk(tmp_path, monkeypatch):
+    from kdiag.model import archive
+
+    arc = _gz(tmp_path / "model.tar.gz", tar_member("1/saved_model.pb", b"x" * 1000) + tar_end())
+    monkeypatch.setattr(archive, "DISK_RESERVE", 1 << 62)  # as if the disk were nearly full
+    with pytest.raises(KdiagError, match="free; kdiag stops rather than fill it"):
+        extract_archive(arc, tmp_path / "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]

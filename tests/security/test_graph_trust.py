@@ -70,3 +70,16 @@ def test_the_trust_flag_runs_it(tmp_path):
                      "--format", "json"], tmp_path, timeout=300)
     assert res.code == 0, res.stderr
     assert (tmp_path / WRITTEN).read_text() == "1.000000,2.000000"
+
+
+@pytest.mark.tf
+def test_the_python_api_refuses_unless_trust_model(tmp_path, monkeypatch):
+    import kdiag
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UntrustedGraph, match="WriteFile"):
+        kdiag.replay('{"instances": [1.0]}', FILE_IO, content_type="application/json")
+    assert not (tmp_path / WRITTEN).exists()
+    r = kdiag.replay('{"instances": [1.0]}', FILE_IO, content_type="application/json",
+                     trust_model=True)
+    assert r.results[0].accepted and (tmp_path / WRITTEN).exists()

@@ -14,9 +14,9 @@ from tests.security._hostile import run_kdiag, tar_end, tar_member
 def test_ten_thousand_model_folders_are_analysed_in_under_2_s():
     files = [f"m{i}/{v}/saved_model.pb" for i in range(10_000) for v in (1, 2)]
     files += [f"m{i}/{v}/variables/variables.index" for i in range(10_000) for v in (1, 2)]
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: the bound holds on a loaded shared machine too
     lay = analyse(files)
-    assert time.perf_counter() - t0 < 2
+    assert time.process_time() - t0 < 2
     assert len(lay.models) == 10_000
     assert lay.models[0].versions == ["1", "2"]
 
