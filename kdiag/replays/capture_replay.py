@@ -1,5 +1,10 @@
 """Replay SageMaker Data Capture: captured inputs through the local path, diffed with the
-captured outputs. Streams in chunks, so memory stays bounded whatever the capture's size."""
+captured outputs. Streams in chunks, so memory stays bounded whatever the capture's size.
+
+The result says what was read (files, lines, records), what could not be read (counted by
+reason, never skipped silently: finding KD715) and, per record, what the local replay gave, so
+`replay --capture ... --out FILE` writes one line per record for `kdiag diff`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from operator import attrgetter
 import numpy as np
 
 from kdiag.comparison import Comparator, CompareConfig, ComparisonResult
+from kdiag.diagnosis.findings import Finding
 from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.replays.capture import CaptureRecord, CaptureStats, iter_capture
@@ -25,6 +31,10 @@ from kdiag.safe_io import MAX_LINE_BYTES
 # bit-identical results.
 CHUNK = BLOCK
 
+# (record id, the local replay's decoded outputs or None, why there are none or None)
+RecordCallback = Callable[[str, dict | None, str | None], None]
+REJECTED_KEPT = 20  # rejected records kept with their diagnosis and fixed payload
+
 
 @dataclass
 class CaptureReplayResult:
@@ -32,12 +42,55 @@ class CaptureReplayResult:
     records: int = 0
     replayed_ok: int = 0
     rejected_locally: int = 0
+    not_replayable: int = 0
     stats: CaptureStats = field(default_factory=CaptureStats)
+    # The first rejected records: id, status, stage, root cause, the fixed payload when kdiag
+    # has one that passes the same path (what a "fix the failure first" finding points at).
+    rejected: list[dict] = field(default_factory=list)
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(self.stats.skipped.values())
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The comparison's findings, with the unread lines first: a capture replay that
+        skipped records compares less than the capture holds."""
+        return self.read_findings() + list(self.comparison.findings)
+
+    def read_findings(self) -> list[Finding]:
+        st = self.stats
+        if not st.skipped:
+            return []
+        reasons = "; ".join(f"{n} {r}" for r, n in st.skipped.items())
+        return [Finding(
+            "KD715", "warning", "compare",
+            f"{self.skipped_lines} of {st.lines} capture lines could not be read and were not "
+            f"replayed ({reasons}); first: {st.examples[0] if st.examples else '?'}.",
+            "A truncated last line happens when a capture file is cut while being written; "
+            "other reasons point at files that are not Data Capture output.")]
 
     def to_json(self) -> dict:
+        st = self.stats
         return {"records": self.records, "replayed_ok": self.replayed_ok,
                 "rejected_locally": self.rejected_locally,
-                "comparison": self.comparison.to_dict()}
+                "not_replayable": self.not_replayable,
+                "read": {"files": st.files, "files_listed": st.files_listed,
+                         "lines": st.lines, "records": st.records,
+                         "filtered_out": st.filtered_out,
+                         "skipped": self.skipped_lines, "skipped_by_reason": dict(st.skipped),
+                         "skipped_examples": list(st.examples)},
+                "rejected": self.rejected,
+                "comparison": self.comparison.to_dict(),
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+def _rejected(rid: str, res) -> dict:
+    from kdiag.diagnosis.validation import one_line
+
+    root = next((f for f in res.findings if f.severity == "error"), None)
+    return {"id": rid, "status": res.status, "stage": res.stage, "cause": one_line(res),
+            "code": root.code if root else None, "fixed_payload": res.fixed_payload}
 
 
 def columns_of(per_record: list[dict[str, np.ndarray] | None]) -> dict[str, list]:
@@ -61,6 +114,7 @@ class ReplayedBlock:
     results: dict[int, ReplayResult]  # position -> the local replay, for replayed records
     replayed_ok: int = 0
     rejected_locally: int = 0
+    not_replayable: int = 0
 
 
 def replay_block(endpoint: LocalEndpoint, block: list[CaptureRecord], *,
@@ -78,6 +132,7 @@ def replay_block(endpoint: LocalEndpoint, block: list[CaptureRecord], *,
         if rec.input is None or rec.input.decode_error is not None:
             blk.local_errors[i] = "no replayable endpointInput" + (
                 f" ({rec.input.decode_error})" if rec.input is not None else "")
+            blk.not_replayable += 1
     for i, res in zip(where, results, strict=True):
         blk.results[i] = res
         if res.accepted:
@@ -101,6 +156,11 @@ def add_block(cmp: Comparator, out: CaptureReplayResult, blk: ReplayedBlock) -> 
     out.records += len(blk.ids)
     out.replayed_ok += blk.replayed_ok
     out.rejected_locally += blk.rejected_locally
+    out.not_replayable += blk.not_replayable
+    for i in sorted(blk.results):
+        res = blk.results[i]
+        if not res.accepted and len(out.rejected) < REJECTED_KEPT:
+            out.rejected.append(_rejected(blk.ids[i], res))
 
 
 def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | None = None,
@@ -109,10 +169,13 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
                    max_batch: int = 256, chunk: int = CHUNK, config: CompareConfig | None = None,
                    progress: Callable[[int], None] | None = None,
                    max_line: int = MAX_LINE_BYTES,
-                   on_block: Callable[[list[CaptureRecord], ReplayedBlock], None] | None = None
-                   ) -> CaptureReplayResult:
+                   on_block: Callable[[list[CaptureRecord], ReplayedBlock], None] | None = None,
+                   on_record: RecordCallback | None = None) -> CaptureReplayResult:
     """A = what the live endpoint answered (captured), B = the local replay of the same input.
-    `on_block` sees every replayed block (e.g. to write per-record results)."""
+
+    `on_block` sees every replayed block (e.g. to write per-record Parquet rows); `on_record`
+    is called once per record, in capture order, with the local outputs or the reason there
+    are none (for `--out FILE`)."""
     stats = CaptureStats()
     cmp = Comparator(config or CompareConfig())
     out = CaptureReplayResult(comparison=None, stats=stats)  # type: ignore[arg-type]
@@ -124,6 +187,9 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
             add_block(cmp, out, blk)
             if on_block:
                 on_block(block, blk)
+            if on_record is not None:
+                for i, rid in enumerate(blk.ids):
+                    on_record(rid, blk.local[i], blk.local_errors.get(i))
             if progress:
                 progress(len(block))
     out.comparison = cmp.result()

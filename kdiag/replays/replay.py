@@ -108,8 +108,9 @@ def _model_findings(inv: Invocation) -> list[Finding]:
     if inv.stage == "model":
         return [Finding("KD500", "error", "model",
                         f"The graph failed on a request TF Serving accepted: {inv.model_error}",
-                        "Compare the request with what the model was trained on (kdiag replay "
-                        "--keras ... --client-input ... shows the notebook's side).")]
+                        "Compare the request with what the model was trained on; the notebook's "
+                        "side: kdiag replay PAYLOAD --model EXPORT --keras MODEL.keras "
+                        "--client-input INPUT.")]
     return []
 
 
@@ -241,8 +242,9 @@ def notebook_versus_endpoint(res: ReplayResult, keras_path: Path, client_input: 
             "KD721", "error", res.stage or "model",
             f"The notebook's predict() accepts the client input but the endpoint rejects the "
             f"payload at stage {res.stage}.{why}",
-            "Send the endpoint what the notebook's predict() passes to call() (the fixed "
-            "payload below), or move that preprocessing into call() and export again."))
+            "Send the endpoint what the notebook's predict() passes to call()"
+            + (" (the fixed payload below)" if res.fixed_payload else "")
+            + ", or move that preprocessing into call() and export again."))
     else:
         a = {k: np.asarray(v) for k, v in nb.outputs.items()}
         b = dict(res.decoded)
