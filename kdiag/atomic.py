@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from kdiag.errors import KdiagError
 
@@ -130,3 +133,34 @@ def write_atomically(path: str | Path, data: bytes | str, *, what: str = "",
     finally:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
+
+
+@contextmanager
+def open_atomically(path: str | Path, *, what: str = "") -> Iterator[BinaryIO]:
+    """A binary file to stream into (results of a long replay, one line at a time); it
+    replaces `path` only when the block ends without an error, else it is removed."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise KdiagError(f"Cannot write {what}{p}: the folder {folder} does not exist.")
+    try:
+        tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by `with tmp` below
+            "wb", dir=folder, prefix=f".{p.name}.", suffix=".tmp", delete=False)
+    except OSError as e:
+        raise KdiagError(f"Cannot write {what}{p}: {e.strerror or e}.") from None
+    done = False
+    try:
+        with tmp:
+            yield tmp
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp.name, 0o666 & ~umask)
+        os.replace(tmp.name, p)
+        done = True
+    except OSError as e:
+        raise KdiagError(f"Cannot write {what}{p}: {e.strerror or e}.") from None
+    finally:
+        if not done:
+            Path(tmp.name).unlink(missing_ok=True)

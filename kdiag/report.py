@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdiag.diagnosis.findings import Finding
@@ -102,13 +106,12 @@ def findings_table(con: Console, findings: list[Finding], *, show_info: bool = T
         con.print("[green]No findings.[/green]")
         return
     order = {"error": 0, "warning": 1, "info": 2}
-    # The root cause first, then the findings that stand on their own, then its consequences.
-    shown.sort(key=lambda f: f.consequence_of is not None)
     t = Table(title="Findings", title_justify="left", show_lines=True, expand=False)
     t.add_column("code", no_wrap=True)
     t.add_column("severity", no_wrap=True)
     t.add_column("stage", no_wrap=True)
-    t.add_column("what and fix")
+    t.add_column("what and fix", overflow="fold")  # a long word folds, never cut
+    # The root cause first, then the findings that stand alone, then its consequences.
     for f in sorted(shown, key=lambda f: (f.consequence_of is not None, order[f.severity])):
         cell = escape(f.message)
         if f.consequence_of:
@@ -119,10 +122,80 @@ def findings_table(con: Console, findings: list[Finding], *, show_info: bool = T
     con.print(t)
 
 
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides that can
+# make a terminal show text in another order than it is.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with control bytes written as escapes (\\x1b, \\x00, \\u202e): an echoed payload
+    must never move the cursor, change colours or hide characters in the user's terminal."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", text)
+
+
 def escape(text: str) -> str:
+    """Text from outside kdiag (payloads, error bodies, names) made safe to print: control
+    bytes escaped, rich markup neutralised."""
     from rich.markup import escape as _escape
 
-    return _escape(text)
+    return _escape(printable(text))
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, *, quiet: bool = False,
+                 console_: Console | None = None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr, off when stderr is not a terminal (CI logs, pipes) or
+    when `quiet` (JSON output). Yields `advance(n)`."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    con = console_ or Console(stderr=True)
+    if quiet or not con.is_terminal:
+        yield lambda n: None
+        return
+    with Progress(console=con, transient=True) as bar_:
+        task = bar_.add_task(description, total=total)
+        yield lambda n: bar_.advance(task, n)
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    no_wrap: bool = True  # False: may wrap between words (never inside one)
+    justify: str = "left"
+
+
+def print_rows(con: Console, title: str, cols: list[Col], rows: list[list[str]]) -> None:
+    """A table when it fits the console without cutting a value; else each row stacked as
+    `column: value` lines. Rich shrinks a too-wide table by cutting cells with an ellipsis,
+    which loses exactly the numbers a reader came for. Cells are rich markup, escaped."""
+    from rich.table import Table
+    from rich.text import Text
+
+    plain = [[Text.from_markup(c).plain for c in row] for row in rows]
+    need = 1
+    for i, col in enumerate(cols):
+        cells = [col.name] + [r[i] for r in plain]
+        if col.no_wrap:
+            need += max(len(c) for c in cells) + 3
+        else:
+            need += max((len(w) for c in cells for w in c.split()), default=1) + 3
+    if need <= con.width:
+        t = Table(title=title, title_justify="left")
+        for col in cols:
+            t.add_column(col.name, no_wrap=col.no_wrap, justify=col.justify,
+                         overflow="fold")
+        for row in rows:
+            t.add_row(*row)
+        con.print(t)
+        return
+    con.print(f"[italic]{title}[/italic]")
+    for row in rows:
+        con.print(f"- [bold]{cols[0].name}[/bold] {row[0]}")
+        for col, cell in zip(cols[1:], row[1:], strict=True):
+            if Text.from_markup(cell).plain.strip():
+                con.print(f"    {col.name}: {cell}")
 
 
 def signature_table(con: Console, sig: Signature, default: bool) -> None:
@@ -249,11 +322,24 @@ def render_validation(res, con: Console) -> None:
             con.print("[dim]checked by kdiag: passes " + ", ".join(verified) + "[/dim]")
 
 
-def render_validation_batch(results: list, con: Console) -> None:
-    printer = BatchPrinter("text", con)
-    for r in results:
-        printer.add(r)
-    printer.close()
+def render_validation_batch(results: list, con: Console, *, verbose: bool = False) -> None:
+    """Several payloads: the counts first, then the rejected payloads with their root cause
+    (every payload with `verbose`)."""
+    from kdiag.diagnosis.validation import one_line
+
+    ok = sum(r.accepted for r in results)
+    bad = len(results) - ok
+    con.print(f"[bold]{len(results)} payloads[/bold]: [green]{ok} accepted[/green], "
+              + (f"[bold red]{bad} rejected[/bold red]" if bad else "0 rejected"))
+    shown = results if verbose else [r for r in results if not r.accepted]
+    if shown:
+        rows = [[escape(r.name or ""), f"[{'green' if r.accepted else 'red'}]{r.status}[/]",
+                 escape(one_line(r))] for r in shown]
+        print_rows(con, "Payloads" if verbose else "Rejected payloads",
+                   [Col("payload", no_wrap=False), Col("status"),
+                    Col("verdict", no_wrap=False)], rows)
+    if not verbose and ok:
+        con.print(f"[dim]{ok} accepted payload(s) not listed; -v lists every payload.[/dim]")
 
 
 class BatchPrinter:
@@ -262,8 +348,10 @@ class BatchPrinter:
     counts: a million-line run holds one result at a time."""
 
     def __init__(self, fmt: str, con: Console | None = None, *,
-                 schema_version: int | None = None) -> None:
+                 schema_version: int | None = None, verbose: bool = False) -> None:
         self.fmt = fmt
+        self.verbose = verbose
+        self.titled = False
         self.schema = "" if schema_version is None else \
             f'\n  "schema_version": {schema_version},'  # kdiag.results.SCHEMA_VERSION
         self.con = con
@@ -287,8 +375,12 @@ class BatchPrinter:
             sys.stdout.write((head if first else ",\n") + mask(item))
             return
         assert self.con is not None
-        if first:
-            self.con.print("[bold]Payloads[/bold]")
+        if not (self.verbose or not res.accepted):
+            return  # the text report lists rejected payloads (every payload with -v)
+        if not self.titled:
+            self.titled = True
+            self.con.print("[bold]Payloads[/bold]" if self.verbose else
+                           "[bold]Rejected payloads[/bold]")
         style = "green" if res.accepted and not getattr(res, "root_cause", None) else "red"
         status = "?" if res.status is None else res.status
         self.con.print(f"{escape(res.name or '')}  [{style}]{status}[/]  "
@@ -303,7 +395,12 @@ class BatchPrinter:
             sys.stdout.flush()
             return
         assert self.con is not None
-        self.con.print(f"{self.accepted} accepted, {self.rejected} rejected")
+        n, ok, bad = self.accepted + self.rejected, self.accepted, self.rejected
+        self.con.print(f"[bold]{n} payloads[/bold]: [green]{ok} accepted[/green], "
+                       + (f"[bold red]{bad} rejected[/bold red]" if bad else "0 rejected"))
+        if not self.verbose and ok:
+            self.con.print(f"[dim]{ok} accepted payload(s) not listed; -v lists every "
+                           "payload.[/dim]")
 
 
 def render_replay(res, con: Console) -> None:
@@ -322,7 +419,7 @@ def render_replay(res, con: Console) -> None:
         con.print(f"notebook versus endpoint: [{style}]{verdict}[/]")
 
 
-# ---- kdiag diff / compare ------------------------------------------------------------------------
+# ---- comparisons (diff, replay --capture) -------------------------------------------------
 
 def _num(x: object) -> str:
     if x is None:
@@ -336,9 +433,8 @@ def _num(x: object) -> str:
     return str(x)
 
 
-def render_comparison(r: ComparisonResult, con: Console, *, failed: bool) -> None:
-    from rich.table import Table
-
+def render_comparison(r: ComparisonResult, con: Console, *, failed: bool,
+                      findings: list[Finding] | None = None) -> None:
     cfg = r.config
     con.print(f"[bold]A[/bold] {escape(r.a.source)}  ({r.a.kind}, {r.a.records} records"
               f"{', ids' if r.a.has_ids else ''})")
@@ -350,11 +446,12 @@ def render_comparison(r: ComparisonResult, con: Console, *, failed: bool) -> Non
               + "".join(f", rtol {k}:{v:g}" for k, v in cfg.rtol_by_output.items()))
 
     if r.outputs:
-        t = Table(title="Outputs", title_justify="left")
-        for col in ("output", "dtype", "shape", "compared", "failed", "NaN/Inf",
-                    "abs max/mean", "rel max/mean", "passes with", ""):
-            t.add_column(col, no_wrap=col not in ("output", "dtype", "shape", "passes with"),
-                         justify="right" if col in ("compared", "failed", "NaN/Inf") else "left")
+        cols = [Col("output", no_wrap=False), Col("dtype", no_wrap=False),
+                Col("shape", no_wrap=False), Col("compared", justify="right"),
+                Col("failed", justify="right"), Col("NaN/Inf", justify="right"),
+                Col("abs max/mean"), Col("rel max/mean"), Col("passes with", no_wrap=False),
+                Col("verdict")]
+        rows = []
         for o in r.outputs:
             name = o.name if o.name == o.name_b else f"{o.name} / {o.name_b}"
             dt = o.dtype_a if o.dtype_a == o.dtype_b else f"{o.dtype_a} / {o.dtype_b}"
@@ -362,21 +459,19 @@ def render_comparison(r: ComparisonResult, con: Console, *, failed: bool) -> Non
             req = "-" if o.required_atol is None else \
                 f"atol {_num(o.required_atol)} or rtol {_num(o.required_rtol)}"
             verdict = "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"
-            t.add_row(escape(name), escape(str(dt)), escape(str(sh)),
-                      f"{o.compared}/{o.records}", str(o.failed),
-                      f"{o.nan_mismatches}/{o.inf_mismatches}",
-                      f"{_num(o.abs_max)} / {_num(o.abs_mean)}", f"{_num(o.rel_max)} / {_num(o.rel_mean)}",
-                      req, verdict)
-        con.print(t)
+            rows.append([escape(name), escape(str(dt)), escape(str(sh)),
+                         f"{o.compared}/{o.records}", str(o.failed),
+                         f"{o.nan_mismatches}/{o.inf_mismatches}",
+                         f"{_num(o.abs_max)} / {_num(o.abs_mean)}",
+                         f"{_num(o.rel_max)} / {_num(o.rel_mean)}", req, verdict])
+        print_rows(con, "Outputs", cols, rows)
 
     if r.mismatches:
-        t = Table(title="Mismatches", title_justify="left")
-        for col in ("kind", "output", "records", "first ids", "detail"):
-            t.add_column(col, no_wrap=col in ("kind", "records"))
-        for m in r.mismatches:
-            t.add_row(m.kind, escape(m.output or ""), str(m.count),
-                      escape(", ".join(m.first_ids)), escape(m.detail))
-        con.print(t)
+        print_rows(con, "Mismatches",
+                   [Col("kind"), Col("output", no_wrap=False), Col("records"),
+                    Col("first ids", no_wrap=False), Col("detail", no_wrap=False)],
+                   [[m.kind, escape(m.output or ""), str(m.count),
+                     escape(", ".join(m.first_ids)), escape(m.detail)] for m in r.mismatches])
 
     shown = [o for o in r.outputs if not o.passed and o.worst]
     if not shown:
@@ -388,7 +483,7 @@ def render_comparison(r: ComparisonResult, con: Console, *, failed: bool) -> Non
         if o.histogram is not None:
             _render_histogram(o, con, what)
 
-    findings_table(con, r.findings)
+    findings_table(con, r.findings if findings is None else findings)
     if failed:
         con.print("[bold red]FAIL[/]: the sets differ (see the findings above).")
     else:
@@ -396,20 +491,16 @@ def render_comparison(r: ComparisonResult, con: Console, *, failed: bool) -> Non
 
 
 def _render_worst(o: OutputComparison, con: Console, what: str) -> None:
-    from rich.table import Table
-
     if not any(w.failed or w.abs != 0 for w in o.worst):
         return  # every listed record is exact: nothing to look at
     label = f"abs {what}" if o.numeric else "abs"
-    t = Table(title=f"Worst records of '{escape(o.name)}'", title_justify="left")
-    for col in ("id", "verdict", label, f"rel {what}" if o.numeric else "rel", "largest at",
-                "A there", "B there"):
-        t.add_column(col, no_wrap=True)
-    for w in o.worst:
-        t.add_row(escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _num(w.abs),
-                  _num(w.rel), "[" + ", ".join(map(str, w.element)) + "]",
-                  escape(_num(w.a)), escape(_num(w.b)))
-    con.print(t)
+    cols = [Col("id", no_wrap=False), Col("verdict"), Col(label),
+            Col(f"rel {what}" if o.numeric else "rel"), Col("largest at", no_wrap=False),
+            Col("A there", no_wrap=False), Col("B there", no_wrap=False)]
+    rows = [[escape(w.id), "[bold red]fail[/]" if w.failed else "pass", _num(w.abs), _num(w.rel),
+             "[" + ", ".join(map(str, w.element)) + "]", escape(_num(w.a)), escape(_num(w.b))]
+            for w in o.worst]
+    print_rows(con, f"Worst records of '{escape(o.name)}'", cols, rows)
 
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -448,6 +539,41 @@ def _render_histogram(o: OutputComparison, con: Console, what: str, max_rows: in
     for label, count, hot in rows:
         style = "yellow" if hot else "cyan"
         con.print(f"  {label:>{width}} [{style}]{bar(count, peak):<40}[/] {count}")
+
+
+def render_capture_replay(result, con: Console, *, failed: bool, out=None) -> None:
+    """What was read, what could not be, what the local path made of it, then the diff."""
+    st = result.stats
+    con.print(f"[bold]Read {st.records} capture records[/bold] from {st.files} of "
+              f"{st.files_listed} file(s), {st.lines} non-empty lines"
+              + (f"; {st.filtered_out} outside --since/--until" if st.filtered_out else "")
+              + ".")
+    if result.skipped_lines:
+        reasons = "; ".join(f"{n} {escape(r)}" for r, n in st.skipped.items())
+        con.print(f"[yellow]{result.skipped_lines} line(s) could not be read and were not "
+                  f"replayed[/yellow]: {reasons}.")
+        for where in st.examples:
+            con.print(f"  {escape(where)}")
+    con.print(f"{result.records} records replayed: {result.replayed_ok} answered locally, "
+              f"{result.rejected_locally} rejected by the local path, "
+              f"{result.not_replayable} without a replayable input. "
+              "A = captured endpoint output, B = local replay.")
+    if result.rejected:
+        con.print(f"[bold]Rejected by the local path[/bold] (first {len(result.rejected)} of "
+                  f"{result.rejected_locally}; each with its root cause and, when one passes "
+                  "the same path, the payload to send instead):")
+        for r in result.rejected:
+            con.print(f"- {escape(r['id'])}: {escape(r['cause'])}")
+            fixed = r.get("fixed_payload")
+            if fixed:
+                body = fixed["body"]
+                con.print(f"    send instead ({escape(fixed['content_type'])}): "
+                          + escape(body if len(body) <= EXAMPLE_LIMIT
+                                   else body[:EXAMPLE_LIMIT] + "…"), soft_wrap=True)
+    render_comparison(result.comparison, con, failed=failed, findings=result.findings)
+    if out is not None:
+        con.print(f"wrote {result.records} result line(s) to {escape(str(out))} "
+                  "(kdiag diff reads them)")
 
 
 # ---- kdiag probe (from the redacted JSON document) ---------------------------------------

@@ -113,7 +113,7 @@ class Payload:
         return self.body.encode("utf-8") if isinstance(self.body, str) else self.body
 
     def to_dict(self) -> dict:
-        """`kdiag sample --format json`: {content_type, body, notes}."""
+        """`kdiag sample --signature SIG --format json`: {content_type, body, notes}."""
         body = self.body if isinstance(self.body, str) else \
             self.body.decode("utf-8", "replace")
         return {"schema_version": SCHEMA_VERSION, "content_type": self.content_type,
@@ -312,7 +312,7 @@ class Comparison:
         return list(self.result.findings)
 
     def to_dict(self) -> dict:
-        """`kdiag diff --format json`."""
+        """`kdiag diff A B --format json`."""
         return {"schema_version": SCHEMA_VERSION, "passed": self.passed,
                 "fail_on": self.fail_on, **self.result.to_dict()}
 

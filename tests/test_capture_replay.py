@@ -75,7 +75,8 @@ def test_limit_and_text_report(tmp_path):
     r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
                                  "--limit", "10", "--atol", "1e-4"])
     assert r.exit_code == 0, r.output
-    assert "10 captured records" in r.output
+    assert "Read 10 capture records from 1 of 1 file(s), 10 non-empty lines." in r.output
+    assert "10 records replayed: 10 answered locally, 0 rejected by the local path" in r.output
 
 
 def test_capture_from_s3_through_a_local_s3(tmp_path, monkeypatch):
@@ -98,3 +99,83 @@ def test_payload_and_capture_together_is_a_usage_error(tmp_path):
     r = CliRunner().invoke(cli, ["replay", "x.json", "--capture", str(tmp_path), "--model",
                                  CUSTOM])
     assert r.exit_code == 2
+
+
+def test_out_writes_one_result_line_per_record_that_diff_reads(tmp_path):
+    cap = write_capture(tmp_path / "cap", 12, wrong=(4,))
+    out = tmp_path / "local.jsonl"
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--out", str(out), "--atol", "1e-4"])
+    assert r.exit_code == 1, r.output
+    assert f"wrote 12 result line(s) to {out}" in r.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["id"] for x in lines] == [f"req-{i}" for i in range(12)]
+    x3 = [3.0, 1.0, 2.0, 0.5, 0.0]
+    assert lines[3]["outputs"]["output_0"][0][0] == pytest.approx(expected(x3), rel=1e-5)
+    # The file is what kdiag diff compares: the captured outputs against it.
+    d = CliRunner().invoke(cli, ["diff", str(cap), str(out), "--atol", "1e-4",
+                                 "--format", "json"])
+    assert d.exit_code == 1, d.output
+    doc = json.loads(d.output)
+    assert doc["records_aligned"] == 12 and doc["outputs"][0]["failed"] == 1
+
+
+def test_truncated_and_invalid_lines_are_counted_and_reported_not_skipped_silently(tmp_path):
+    cap = write_capture(tmp_path / "cap", 6)
+    f = next(cap.rglob("*.jsonl"))
+    good = f.read_text().splitlines()
+    # An invalid line in the middle, and a last line cut while being written.
+    f.write_text("\n".join(good[:3] + ["{not json"] + good[3:] + [good[0][:40]]) + "\n")
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--format", "json", "--atol", "1e-4"])
+    assert r.exit_code == 0, r.output  # a warning, the records read all agree
+    doc = json.loads(r.output)
+    assert doc["records"] == 6 and doc["read"]["lines"] == 8
+    assert doc["read"]["skipped"] == 2 and doc["read"]["records"] == 6
+    assert sum(doc["read"]["skipped_by_reason"].values()) == 2
+    (kd715,) = [x for x in doc["findings"] if x["code"] == "KD715"]
+    assert kd715["severity"] == "warning" and "2 of 8 capture lines" in kd715["message"]
+    t = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--atol", "1e-4"])
+    assert "Read 6 capture records from 1 of 1 file(s), 8 non-empty lines." in t.output
+    assert "2 line(s) could not be read and were not replayed" in t.output
+    assert "KD715" in t.output
+
+
+def test_out_is_not_left_half_written_when_the_capture_cannot_be_read(tmp_path):
+    bad = tmp_path / "cap"
+    bad.mkdir()
+    (bad / "x.jsonl").write_text("\n".join(["nonsense"] * 25) + "\n")
+    out = tmp_path / "local.jsonl"
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(bad), "--model", CUSTOM,
+                                 "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_records_rejected_locally_come_with_their_cause_and_a_fix_that_passes(tmp_path):
+    from kdiag.diagnosis.validation import ValidateOptions, validate
+    from kdiag.model.target import resolve_target
+    from kdiag.path.container import Request
+
+    cap = write_capture(tmp_path / "cap", 4)
+    f = next(cap.rglob("*.jsonl"))
+    rec = json.loads(f.read_text().splitlines()[0])
+    rec["captureData"]["endpointInput"]["data"] = json.dumps(
+        {"instances": [["1.0", "2.0", "3.0", "4.0", "5.0"]]})
+    rec["eventMetadata"]["inferenceId"] = "strings"
+    f.write_text(f.read_text() + json.dumps(rec) + "\n")
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM,
+                                 "--format", "json", "--atol", "1e-4"])
+    doc = json.loads(r.output)
+    assert doc["rejected_locally"] == 1
+    (rej,) = doc["rejected"]
+    assert rej["id"] == "strings" and rej["code"] == "KD301" and rej["status"] == 400
+    fixed = rej["fixed_payload"]
+    assert fixed is not None
+    target = resolve_target(CUSTOM)
+    again = validate(Request(fixed["body"].encode(), fixed["content_type"]), target.signatures,
+                     ValidateOptions(model_name=target.model_name))
+    assert again.accepted
+    t = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM])
+    assert "Rejected by the local path" in t.output and "send instead" in t.output

@@ -122,6 +122,8 @@ class CheckOptions:
     golden: str | None = None
     atol: float = 1e-5
     rtol: float = 1e-5
+    atol_by_output: dict[str, float] = field(default_factory=dict)
+    rtol_by_output: dict[str, float] = field(default_factory=dict)
     fail_on: str = "error"
     signature_name: str | None = None
     endpoint: str | None = None
@@ -232,7 +234,7 @@ class _Payload:
     content_type: str
     body: bytes
     file: str | None
-    rid: str  # record id for golden files: what `kdiag replay DIR --out` writes (file name)
+    rid: str  # record id for golden files (the file name), as `kdiag replay DIR --out` writes it
 
     @property
     def title(self) -> str:
@@ -377,9 +379,10 @@ def _golden_case(path: str, replayed: list[tuple[_Payload, object]], opts: Check
             "KD859", "error", STAGE, f"golden {path}: no payload was replayed with outputs, so "
             "nothing could be compared.", "Fix the failing payloads first.")],
             opts.fail_on, t0, file=path)
-    cfg = CompareConfig(atol=opts.atol, rtol=opts.rtol)
+    cfg = CompareConfig(atol=opts.atol, rtol=opts.rtol, atol_by_output=opts.atol_by_output,
+                        rtol_by_output=opts.rtol_by_output)
     if golden.ids is not None:
-        # Records are invocations, as `kdiag replay DIR --out` writes them: paired by id
+        # Records are invocations, as `kdiag replay DIR --model M --out F` writes them: paired by id
         # (the payload's file name); generated payloads the golden file lacks are not errors.
         names = sorted({k for _, r in ok for k in r.decoded})
         cols = {k: [r.decoded.get(k) for _, r in ok] for k in names}
@@ -397,7 +400,7 @@ def _golden_case(path: str, replayed: list[tuple[_Payload, object]], opts: Check
         except ValueError as e:
             raise KdiagError(f"golden {path}: the replayed outputs cannot be stacked into "
                              f"instances ({e}); use a JSON-lines golden file with ids "
-                             "(kdiag replay DIR --out FILE).") from None
+                             "(kdiag replay DIR --model MODEL --out FILE).") from None
         ours = OutputSet.from_arrays(cols, source="this run", unnamed=len(cols) == 1)
         res = compare_sets(golden, ours, cfg)
         how = f"{res.aligned} instance(s) paired by order"

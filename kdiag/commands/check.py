@@ -8,7 +8,18 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import FAIL_ON_CHOICES, cap_option, exit_with, trust_model_option
+from kdiag.commands._common import (
+    FAIL_ON_CHOICES,
+    cap_option,
+    emit_json,
+    existing_dir,
+    existing_file,
+    exit_with,
+    format_option,
+    framework_version_option,
+    tolerance_option,
+    trust_model_option,
+)
 from kdiag.redact import mask
 
 EPILOG = """\b
@@ -27,45 +38,46 @@ custom_objects, replay. Options override the file (a list option replaces the fi
 Paths in the file are relative to the file.
 
 \b
-Outputs: a summary on stdout; --junit FILE (one test case per check); --json FILE (keys:
-model, passed, exit_code, replayed, counts, cases[] {name, group, status, seconds, file,
-detail, findings[]}, findings[]); under GitHub Actions (GITHUB_ACTIONS=true) one
-::error/::warning annotation per finding.
+Outputs: a summary on stdout (--format json: the --json object instead); --junit FILE (one
+test case per check); --json FILE (keys: model, passed, exit_code, replayed, counts, cases[]
+{name, group, status, seconds, file, detail, findings[]}, findings[]); under GitHub Actions
+(GITHUB_ACTIONS=true) one ::error/::warning annotation per finding.
 Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
 """
 
 
 @click.command("check", epilog=EPILOG)
 @click.argument("model", required=False)
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--config", "config_path", type=existing_file(),
               help="Read settings from this file instead of looking for kdiag.toml / "
                    "pyproject.toml.")
 @click.option("--no-config", is_flag=True, help="Ignore configuration files.")
-@click.option("--framework-version", help="The serving image's TensorFlow version (e.g. 2.13): "
-              "it picks the container generation. Default: newest.")
+@framework_version_option
 @click.option("--content-type", "content_types", multiple=True,
-              help="A Content-Type your clients send; a payload is generated for each. "
-                   "Repeatable. Default: application/json.")
+              help="A request Content-Type header your clients send; a payload is generated "
+                   "for each. Repeatable. Default: application/json.")
 @click.option("--payload", "payloads", multiple=True, metavar="FILE[:CONTENT_TYPE]",
               help="One of your example request bodies, with the Content-Type it is sent with "
                    "(default from the suffix: .json, .jsonl, .csv). Repeatable.")
 @click.option("--expect-output", "expect_output", multiple=True, metavar="NAME:DTYPE:SHAPE",
               help="An output your client relies on, e.g. score:float32:-1,1 (-1 any size, * "
                    "any dtype or shape). Repeatable.")
-@click.option("--golden", help="Saved outputs to match (JSON lines from kdiag replay --out, "
-              ".npy/.npz, or a TF Serving response).")
-@click.option("--atol", type=float, help="Absolute tolerance for --golden [default: 1e-5].")
-@click.option("--rtol", type=float, help="Relative tolerance for --golden [default: 1e-5].")
+@click.option("--golden", help="Saved outputs to match (JSON lines from kdiag replay DIR "
+              "--model MODEL --out FILE, .npy/.npz, or a TF Serving response).")
+@tolerance_option("--atol", "--golden (default: atol from the configuration, else 1e-5)",
+                  default=None)
+@tolerance_option("--rtol", "--golden (default: rtol from the configuration, else 1e-5)",
+                  default=None)
 @click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES),
               help="Exit 1 when a finding is at or above this severity [default: error].")
 @click.option("--signature-name", help="The signature your clients call (default "
               "serving_default).")
 @click.option("--endpoint", help="Also send the same payloads to this staging endpoint "
               "(kdiag probe; AWS credentials and region from the usual boto3 chain).")
-@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--code", "code_dir", type=existing_dir(),
               help="The model's code/ folder: run YOUR inference.py handlers, as the container "
                    "would (executes your code).")
-@click.option("--custom-objects", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--custom-objects", type=existing_file(),
               help="Module defining a .keras model's custom classes (read, not imported): "
                    "finds predict() overrides that will not be served.")
 @click.option("--replay/--no-replay", default=None,
@@ -74,17 +86,18 @@ Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage error.
 @click.option("--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a JUnit XML report (one test case per check).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the result as JSON.")
+              help="Write the result as JSON to FILE (the same object --format json prints).")
+@format_option
 @click.option("--quiet", "-q", is_flag=True, help="Only the verdict line (and annotations).")
 @cap_option
 @trust_model_option
 def command(model: str | None, config_path: Path | None, no_config: bool,
             framework_version: str | None, content_types: tuple[str, ...],
             payloads: tuple[str, ...], expect_output: tuple[str, ...], golden: str | None,
-            atol: float | None, rtol: float | None, fail_on: str | None,
+            atol, rtol, fail_on: str | None,
             signature_name: str | None, endpoint: str | None, code_dir: Path | None,
             custom_objects: Path | None, replay: bool | None, junit_path: Path | None,
-            json_path: Path | None, quiet: bool) -> None:
+            json_path: Path | None, fmt: str, quiet: bool) -> None:
     """Every check kdiag has, on MODEL, in one run: the gate to put in CI before deploying.
 
     Lints the artifact, validates your example payloads and one generated payload per declared
@@ -104,9 +117,6 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     if not model:
         raise KdiagError("No model to check: pass MODEL, or set model in [tool.kdiag] "
                          "(pyproject.toml) or kdiag.toml.")
-    for name, value in (("atol", atol), ("rtol", rtol)):
-        if value is not None and not value >= 0:
-            raise KdiagError(f"--{name} must be >= 0 (got {value}).")
     from kdiag.atomic import check_output_path
 
     # Before the run: a report that cannot be written should fail now, not after the replay.
@@ -122,8 +132,9 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
         payloads=[parse_payload_arg(p) for p in payloads] if payloads else list(cfg.payloads),
         expect_output=[parse_expectation(e) for e in (expect_output or cfg.expect_output)],
         golden=golden or cfg.golden,
-        atol=atol if atol is not None else (cfg.atol if cfg.atol is not None else 1e-5),
-        rtol=rtol if rtol is not None else (cfg.rtol if cfg.rtol is not None else 1e-5),
+        atol=atol.value(cfg.atol if cfg.atol is not None else 1e-5),
+        rtol=rtol.value(cfg.rtol if cfg.rtol is not None else 1e-5),
+        atol_by_output=atol.by_output, rtol_by_output=rtol.by_output,
         fail_on=fail_on or cfg.fail_on or "error",
         signature_name=signature_name or cfg.signature_name,
         endpoint=endpoint or cfg.endpoint,
@@ -141,6 +152,9 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
         write_junit(junit_path, [check_suite(result)])
     if json_path is not None:
         _write_json(json_path, report.to_dict())
+    if fmt == "json":
+        emit_json(report.to_dict())
+        exit_with(result.exit_code)
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for line in github_annotations(result):
             click.echo(mask(line))

@@ -25,8 +25,6 @@ Non-finite numbers are written as the strings "NaN", "Infinity", "-Infinity".
 
 from __future__ import annotations
 
-import math
-
 import click
 
 from kdiag.commands._common import (
@@ -35,6 +33,7 @@ from kdiag.commands._common import (
     fail_on_option,
     format_option,
     parse_when,
+    tolerance_option,
 )
 
 EPILOG = """\b
@@ -52,7 +51,7 @@ A and B can be:
 \b
 Examples:
   kdiag diff local.npz endpoint.json
-  kdiag diff expected.json got.json --atol 1e-4 --atol logits:1e-3 --rtol 0
+  kdiag diff expected.json got.json --atol 1e-4 --atol logits=1e-3 --rtol 0
   kdiag diff keras.npy savedmodel.npy --stat mean --atol 1e-6
   kdiag diff capture/ replay.jsonl --stat quantile:0.99 --format json > diff.json
   kdiag diff s3://bucket/data-capture/my-endpoint/AllTraffic replay.jsonl \\
@@ -73,27 +72,6 @@ nan_mismatches, inf_mismatches, passed, abs, rel, required, worst[], histogram),
 mismatches[] (kind, output, count, first_ids, detail), findings[] (code, severity, stage,
 message, fix).
 """
-
-
-def parse_tolerances(values: tuple[str, ...], default: float, opt: str
-                     ) -> tuple[float, dict[str, float]]:
-    """'1e-5' sets the default, 'name:1e-3' an override for one output."""
-    overrides: dict[str, float] = {}
-    for v in values:
-        name, _, num = v.rpartition(":")
-        try:
-            x = float(num)
-        except ValueError:
-            raise click.BadParameter(f"{v!r}: write a number or NAME:NUMBER",
-                                     param_hint=opt) from None
-        if not (x >= 0 and math.isfinite(x)):
-            raise click.BadParameter(f"{v!r}: a tolerance is a finite number >= 0",
-                                     param_hint=opt)
-        if name:
-            overrides[name] = x
-        else:
-            default = x
-    return default, overrides
 
 
 def parse_stat(text: str) -> tuple[str, float]:
@@ -117,10 +95,8 @@ def parse_stat(text: str) -> tuple[str, float]:
 @click.command("diff", epilog=EPILOG)
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
-@click.option("--atol", multiple=True, metavar="[NAME:]X",
-              help="Absolute tolerance (default 1e-5); NAME:X for one output. Repeatable.")
-@click.option("--rtol", multiple=True, metavar="[NAME:]X",
-              help="Relative tolerance (default 1e-5); NAME:X for one output. Repeatable.")
+@tolerance_option("--atol", "every output")
+@tolerance_option("--rtol", "every output")
 @click.option("--stat", default="elemwise", show_default=True,
               metavar="elemwise|max|mean|median|quantile[:Q]",
               help="Error statistic that must be within tolerance: every element, or the "
@@ -128,16 +104,19 @@ def parse_stat(text: str) -> tuple[str, float]:
 @click.option("--worst", default=5, show_default=True, type=click.IntRange(0, 1000),
               help="Worst records listed per output.")
 @click.option("--limit", type=click.IntRange(min=1), help="Read at most this many records per side.")
-@click.option("--since", help="Data Capture: records with inferenceTime at or after this time.")
-@click.option("--until", help="Data Capture: records with inferenceTime before this time.")
+@click.option("--since", callback=lambda c, p, v: parse_when(v, "--since"),
+              help="Data Capture: records with inferenceTime at or after this time (ISO 8601, "
+                   "UTC unless it has an offset).")
+@click.option("--until", callback=lambda c, p, v: parse_when(v, "--until"),
+              help="Data Capture: records with inferenceTime before this time.")
 @click.option("--shard", metavar="K/N",
               help="Data Capture: read shard K of N (whole files, split by a stable hash), to "
                    "spread a large capture over N machines or CI jobs.")
 @click.option("--endpoint-url", help="S3 endpoint URL (a local S3 such as moto or MinIO).")
 @format_option
 @fail_on_option
-def command(a: str, b: str, atol: tuple[str, ...], rtol: tuple[str, ...], stat: str, worst: int,
-            limit: int | None, since: str | None, until: str | None, shard: str | None,
+def command(a: str, b: str, atol, rtol, stat: str, worst: int,
+            limit: int | None, since, until, shard: str | None,
             endpoint_url: str | None, fmt: str, fail_on: str) -> None:
     """Compare two output sets (B against reference A) with per-output tolerances.
 
@@ -147,15 +126,14 @@ def command(a: str, b: str, atol: tuple[str, ...], rtol: tuple[str, ...], stat: 
     import kdiag
     from kdiag.replays.capture import parse_shard
 
-    d_atol, atol_by = parse_tolerances(atol, 1e-5, "--atol")
-    d_rtol, rtol_by = parse_tolerances(rtol, 1e-5, "--rtol")
     stat_name, quantile = parse_stat(stat)
-    t0, t1 = parse_when(since, "--since"), parse_when(until, "--until")
+    t0, t1 = since, until
     shard_kn = parse_shard(shard) if shard else None
     comparison = kdiag.compare(
-        a, b, atol=d_atol, rtol=d_rtol, atol_by_output=atol_by, rtol_by_output=rtol_by,
-        stat=stat_name, quantile=quantile, worst=worst, fail_on=fail_on,
-        endpoint_url=endpoint_url, limit=limit, since=t0, until=t1, shard=shard_kn)
+        a, b, atol=atol.value(1e-5), rtol=rtol.value(1e-5), atol_by_output=atol.by_output,
+        rtol_by_output=rtol.by_output, stat=stat_name, quantile=quantile, worst=worst,
+        fail_on=fail_on, endpoint_url=endpoint_url, limit=limit, since=t0, until=t1,
+        shard=shard_kn)
     failed = not comparison.passed
     if fmt == "json":
         emit_json(comparison.to_dict())

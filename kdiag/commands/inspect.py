@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import cap_option, emit_json, exit_with, fail_on_option, format_option
+from kdiag.commands._common import (
+    cap_option,
+    emit_json,
+    existing_file,
+    exit_with,
+    fail_on_option,
+    format_option,
+)
 
 
 @click.command("inspect", epilog="""\b
@@ -25,7 +32,7 @@ signatures[] (signature_name, method_name, default, inputs, outputs, notes), exa
 boto3, layout, keras, names, findings[] (code, severity, stage, message, fix).
 """)
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--custom-objects", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--custom-objects", type=existing_file(),
               help="The Python module defining your custom Keras classes. It is read, not run: "
                    "kdiag reports predict()/predict_step()/__call__ overrides that the exported "
                    "SavedModel will not contain.")

@@ -10,6 +10,9 @@ from kdiag.commands._common import (
     exit_with,
     fail_on_option,
     format_option,
+    framework_version_option,
+    signature_option,
+    tolerance_option,
     trust_model_option,
 )
 
@@ -39,8 +42,8 @@ connection error.
 
 @click.command("probe", epilog=EPILOG)
 @click.argument("endpoint")
-@click.option("--signature", help="A model or a signature JSON (kdiag inspect --format json): "
-              "what the endpoint should expect.")
+@signature_option(help="A model or a signature JSON file (kdiag inspect MODEL --format json): "
+                 "what the endpoint should expect.")
 @click.option("--model", help="The model the endpoint should run (SavedModel folder or "
               "model.tar.gz): its signature, and a local replay to compare outputs with.")
 @click.option("--fetch-model", is_flag=True, help="Download the endpoint's model.tar.gz "
@@ -50,15 +53,19 @@ connection error.
 @click.option("--no-infer", is_flag=True, help="Never infer the signature from error messages.")
 @click.option("--payload", "payloads", multiple=True, help="A payload file to send (repeatable); "
               "Content-Type from the suffix unless one --content-type is given.")
-@click.option("--content-type", "content_types", multiple=True, help="Generate one payload "
-              "per content type (json, jsonlines, csv or a full type; repeatable). Default json.")
-@click.option("--accept", help="The Accept header to send.")
-@click.option("--custom-attributes", help="X-Amzn-SageMaker-Custom-Attributes to send.")
+@click.option("--content-type", "content_types", multiple=True, help="A request Content-Type "
+              "header to send: one payload is generated for each (full type, or json, "
+              "jsonlines, csv); with --payload, the header those files are sent with. "
+              "Repeatable. Default application/json.")
+@click.option("--accept", help="The request's Accept header.")
+@click.option("--custom-attributes", help="The request's X-Amzn-SageMaker-Custom-Attributes "
+              "header.")
 @click.option("--target-variant", help="Send to this production variant (TargetVariant).")
 @click.option("--batch", type=click.IntRange(1, 10_000), default=1, show_default=True,
               help="Instances per generated payload.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--framework-version", help="Override the TensorFlow version read from the image.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Random seed of the generated payloads.")
+@framework_version_option
 @click.option("--signature-name", help="Which signature (default serving_default).")
 @click.option("--model-name", help="The name the container serves the model under.")
 @click.option("--profile", help="AWS profile (default: the standard credential chain).")
@@ -73,7 +80,8 @@ connection error.
                    "included.")
 @click.option("--rate", type=click.FloatRange(min=0.001), default=2.0, show_default=True,
               help="InvokeEndpoint calls per second, at most.")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="InvokeEndpoint calls in flight at once, at most.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=70.0, show_default=True,
               help="Read timeout per AWS call, seconds.")
 @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=5.0,
@@ -84,8 +92,8 @@ connection error.
 @click.option("--log-wait", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds to keep looking for log lines of a failure (delivery lags).")
 @click.option("--no-replay", is_flag=True, help="Do not replay payloads locally (--model).")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True)
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True)
+@tolerance_option("--atol", "live outputs against the local replay")
+@tolerance_option("--rtol", "live outputs against the local replay")
 @click.option("--dry-run", is_flag=True, help="Describe the endpoint and show what would be "
               "sent; no call to the runtime at all.")
 @format_option
@@ -101,7 +109,7 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
             sagemaker_endpoint_url: str | None, logs_endpoint_url: str | None,
             s3_endpoint_url: str | None, max_requests: int, rate: float, concurrency: int,
             timeout: float, connect_timeout: float, retries: int, no_logs: bool,
-            log_wait: float, no_replay: bool, atol: float, rtol: float, dry_run: bool,
+            log_wait: float, no_replay: bool, atol, rtol, dry_run: bool,
             fmt: str, fail_on: str) -> None:
     """Diagnose the live SageMaker endpoint ENDPOINT end to end: its status and model, the
     signature, what it answers to payloads next to what kdiag predicts, the root cause and log
@@ -119,8 +127,9 @@ def command(endpoint: str, signature: str | None, model: str | None, fetch_model
         target_variant=target_variant, batch=batch, seed=seed,
         framework_version=framework_version, signature_name=signature_name,
         model_name=model_name, max_requests=max_requests, rate=rate, concurrency=concurrency,
-        retries=retries, logs=not no_logs, log_wait=log_wait, replay=not no_replay, atol=atol,
-        rtol=rtol, dry_run=dry_run)
+        retries=retries, logs=not no_logs, log_wait=log_wait, replay=not no_replay,
+        atol=atol.value(1e-5), rtol=rtol.value(1e-5), atol_by_output=atol.by_output,
+        rtol_by_output=rtol.by_output, dry_run=dry_run)
     if fmt == "json":
         emit_json(report.to_dict())
     else:

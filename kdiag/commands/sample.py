@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from kdiag.atomic import check_output_path, write_atomically
-from kdiag.commands._common import cap_option, emit_json, format_option
+from kdiag.commands._common import (
+    cap_option,
+    emit_json,
+    format_option,
+    signature_option,
+)
 
 
 @click.command("sample", epilog="""\b
@@ -16,9 +21,9 @@ Examples:
                                   one instance, row format: {"instances": [...]}
   kdiag sample --signature signature.json --batch 4 --seed 7
                                   four instances, same values on every run with seed 7
-  kdiag sample --signature model.tar.gz --range pixels:0,255 --dim pixels:1=224 --dim pixels:2=224
+  kdiag sample --signature images.json --range pixels:0,255 --dim pixels:1=224 --dim pixels:2=224
                                   pixel values in [0, 255), unknown image axes set to 224
-  kdiag sample --signature export/1 --range token_ids:0,5000
+  kdiag sample --signature text.json --range token_ids:0,5000
                                   integer ids 0..4999 (an embedding's vocabulary size)
   kdiag sample --signature export/1 --content-type csv --batch 3 --out rows.csv
                                   three CSV rows (single numeric input only)
@@ -38,16 +43,17 @@ string inputs that carry images (named *image*, *img*, *bytes*, or decoded in th
 small PNG files sent as {"b64": ...}. Unknown non-batch dimensions default to 1 (with a note).
 Text output prints only the body, so it can be redirected; notes go to stderr.
 """)
-@click.option("--signature", "signature_arg", required=True, metavar="SIG",
-              help="A model (SavedModel folder, model.tar.gz, .keras) or a signature JSON file "
-                   "from `kdiag inspect --format json`.")
+@signature_option("--signature", "signature_arg", required=True,
+                 help="A model (SavedModel folder, model.tar.gz, .keras) or a signature JSON file "
+                   "from `kdiag inspect MODEL --format json`.")
 @click.option("--signature-name", metavar="NAME",
               help="Which signature to sample (default: serving_default). Written into the "
                    "body as \"signature_name\" when it is not serving_default.")
 @click.option("--content-type", "content_type", default="json", show_default=True,
               metavar="TYPE",
-              help="json, jsonlines or csv, or the full MIME type (application/json, "
-                   "application/jsonlines, application/jsons, text/csv).")
+              help="The request's Content-Type header the body is written for: the full "
+                   "type (application/json, application/jsonlines, application/jsons, text/csv) "
+                   "or its short name json, jsonlines, csv.")
 @click.option("--columnar", is_flag=True,
               help="Send {\"inputs\": ...} (tensors exactly as written) instead of "
                    "{\"instances\": [...]} (one entry per batch row). JSON only.")

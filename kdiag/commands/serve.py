@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from kdiag.commands._common import cap_option, trust_model_option
+from kdiag.commands._common import (
+    cap_option,
+    emit_json,
+    existing_dir,
+    format_option,
+    framework_version_option,
+    trust_model_option,
+)
 
 
 @click.command("serve", epilog="""\b
@@ -33,9 +40,8 @@ Then, unmodified:
                    "your network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on; 0 picks a free one and prints it.")
-@click.option("--framework-version", help="The TensorFlow version of the serving image (e.g. "
-              "2.13); it picks the container generation and TF Serving release. Default: newest.")
-@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+@framework_version_option
+@click.option("--code", "code_dir", type=existing_dir(),
               help="The model's code/ folder: runs YOUR inference.py handlers, as the container "
                    "would. Only with this option is user code executed.")
 @click.option("--model-name", help="The name the container serves the model under. Default: "
@@ -66,13 +72,14 @@ Then, unmodified:
                    "(SageMaker's /opt/ml/models): the model management API (POST/GET/DELETE "
                    "/models, /models/NAME/invoke), and invoke_endpoint(TargetModel=\"a.tar.gz\") "
                    "loading DIR/a.tar.gz on first use.")
+@format_option
 @cap_option
 @trust_model_option
 def command(model: str | None, host: str, port: int, framework_version: str | None,
             code_dir: Path | None, model_name: str | None, endpoint_name: str,
             run_archive_code: bool, install_requirements: bool,
             models_dir: Path | None, max_body_mb: int, max_connections: int,
-            header_timeout: float) -> None:
+            header_timeout: float, fmt: str) -> None:
     """Serve a model locally as a SageMaker TensorFlow Serving endpoint, for real clients.
 
     One server speaks the container contract (GET /ping, POST /invocations), the SageMaker
@@ -129,9 +136,16 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         versions = ", ".join(map(str, server.app.versions))
-        click.echo(f"kdiag serve: {server.url} model {endpoint.model_name!r} (version "
-                   f"{versions}, {endpoint.gen.name}, loaded in {seconds:.1f} s), endpoint "
-                   f"{endpoint_name!r}; routes: {', '.join(server.routes)}. Ctrl-C stops.")
+        if fmt == "json":  # one object on stdout for scripts; request log lines stay on stderr
+            emit_json({"url": server.url, "model_name": endpoint.model_name,
+                       "versions": list(server.app.versions), "generation": endpoint.gen.name,
+                       "load_seconds": round(seconds, 3), "endpoint_name": endpoint_name,
+                       "routes": list(server.routes)})
+            sys.stdout.flush()
+        else:
+            click.echo(f"kdiag serve: {server.url} model {endpoint.model_name!r} (version "
+                       f"{versions}, {endpoint.gen.name}, loaded in {seconds:.1f} s), "
+                       f"endpoint {endpoint_name!r}; routes: {', '.join(server.routes)}. Ctrl-C stops.")
         while not stop.wait(0.5):
             pass
     finally:
@@ -139,7 +153,7 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
         endpoint.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    click.echo("kdiag serve: stopped")
+    click.echo("kdiag serve: stopped", err=fmt == "json")
 
 
 def _container_startup(endpoint) -> str | None:

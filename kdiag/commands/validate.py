@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -9,9 +10,13 @@ import click
 from kdiag.commands._common import (
     cap_option,
     emit_json,
+    engine_options,
+    existing_dir,
     exit_with,
     fail_on_option,
     format_option,
+    framework_version_option,
+    signature_option,
 )
 from kdiag.safe_io import MAX_LINE_BYTES
 
@@ -22,35 +27,34 @@ Examples:
   echo '[[1,2,3,4,5]]' | kdiag validate - --signature export/1
   kdiag validate body.json --signature export/1 --framework-version 2.11
   kdiag validate body.json --signature export/1 --code model/code   (runs your inference.py)
-  kdiag validate bodies/ --signature export/1          every file in a folder
+  kdiag validate bodies/ --signature export/1          every file in a folder, recursively
   kdiag validate bodies.jsonl --each-line --signature export/1
+  kdiag validate bodies/ --signature export/1 --engine ray     a Ray Data job (kdiag[ray])
 
 \b
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
 findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes, verified},
 stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
-Exit codes: 1 exactly when a finding is at or above --fail-on (a rejected payload has an
-error finding), else 0; 2 usage error or unreadable input.
+Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or unreadable input.
 """
 
 
 @click.command("validate", epilog=EPILOG)
 @click.argument("payload")
-@click.option("--signature", "signature", required=True,
-              help="A model (SavedModel folder, version folder, model.tar.gz) or a signature "
-                   "JSON file from `kdiag inspect --format json`.")
+@signature_option("--signature", "signature", required=True,
+                 help="A model (SavedModel folder, version folder, model.tar.gz) or a signature "
+                      "JSON file from `kdiag inspect MODEL --format json`.")
 @click.option("--content-type", help="The request's Content-Type header exactly as the client "
               "sends it. Default: from the file suffix (.json, .jsonl, .csv), else "
               "application/json.")
 @click.option("--accept", help="The Accept header the client sends.")
 @click.option("--custom-attributes", help="The X-Amzn-SageMaker-Custom-Attributes header, e.g. "
               "'tfs-model-name=model,tfs-model-version=2'.")
-@click.option("--framework-version", help="The TensorFlow version of the serving image (e.g. "
-              "2.13); it picks the container generation and TF Serving release. Default: newest.")
+@framework_version_option
 @click.option("--via", type=click.Choice(["container", "tfs"]), default="container",
               show_default=True, help="container: through the SageMaker container (InvokeEndpoint); "
               "tfs: straight to TF Serving's REST API (as from inference.py or tensorflow/serving).")
-@click.option("--code", "code_dir", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--code", "code_dir", type=existing_dir(),
               help="The model's code/ folder: runs YOUR inference.py handlers, as the container "
                    "would. Only with this option is user code executed.")
 @click.option("--signature-name", help="Which signature to check against (default serving_default).")
@@ -69,6 +73,9 @@ error finding), else 0; 2 usage error or unreadable input.
 @click.option("--max-line-bytes", type=click.IntRange(1), default=MAX_LINE_BYTES,
               show_default=True, help="With --each-line and --parse-oversized: the longest line "
               "read; longer lines are reported from their size.")
+@click.option("-v", "--verbose", is_flag=True, help="Several payloads: list every payload, "
+              "not only the rejected ones.")
+@engine_options
 @format_option
 @fail_on_option
 @cap_option
@@ -76,12 +83,14 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
             custom_attributes: str | None, framework_version: str | None, via: str,
             code_dir: Path | None, signature_name: str | None, model_name: str | None,
             target_model: str | None, endpoint_kind: str, each_line: bool,
-            parse_oversized: bool, max_line_bytes: int, fmt: str, fail_on: str) -> None:
+            parse_oversized: bool, max_line_bytes: int, verbose: bool, engine: str,
+            address: str | None, workers: int, fmt: str, fail_on: str) -> None:
     """Predict what the endpoint answers to PAYLOAD, stage by stage, without the model and
     without TensorFlow: the exact text forwarded to TF Serving, the tensors it builds, the
     status and error text, the root cause in plain words, and a corrected payload.
 
-    PAYLOAD is a file, - for stdin, or a folder of payload files.
+    PAYLOAD is a file, - for stdin, or a folder of payload files (read recursively;
+    hidden files and folders are skipped).
     """
     from kdiag.diagnosis.findings import fails
     from kdiag.diagnosis.validation import (
@@ -94,8 +103,8 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     from kdiag.model.signature import pick_signature
     from kdiag.model.target import resolve_target
     from kdiag.path.container import Request
-    from kdiag.payloads.files import MAX_BODY_BYTES, iter_payloads
-    from kdiag.report import BatchPrinter, console, render_validation
+    from kdiag.payloads.files import MAX_BODY_BYTES, iter_payloads, payload_files
+    from kdiag.report import BatchPrinter, console, progress_bar, render_validation
     from kdiag.results import SCHEMA_VERSION, Diagnosis
 
     # Resolved once: a folder of payloads does not read (or decompress) the model per body.
@@ -114,19 +123,24 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
                            multi_model=target_model is not None)
     read_limit = MAX_BODY_BYTES if parse_oversized else body_limit(opts)
 
+    def payloads():
+        return iter_payloads(payload, each_line=each_line, content_type=content_type,
+                             read_limit=read_limit, max_line=max_line_bytes,
+                             on_skip=lambda note: click.echo(f"kdiag: {note}", err=True))
+
+    def check_one(pl):
+        if pl.body is None:
+            res = oversized(pl.size, opts, name=pl.name)
+            res.findings = target.findings + res.findings
+        else:
+            req = Request(body=pl.body, content_type=pl.content_type, accept=accept,
+                          custom_attributes=custom_attributes)
+            check = validate_oversized if pl.size > body_limit(opts) else validate
+            res = check(req, target.signatures, opts, name=pl.name)
+        return res
+
     def results():
-        for pl in iter_payloads(payload, each_line=each_line, content_type=content_type,
-                                read_limit=read_limit, max_line=max_line_bytes,
-                                on_skip=lambda note: click.echo(f"kdiag: {note}", err=True)):
-            if pl.body is None:
-                res = oversized(pl.size, opts, name=pl.name)
-                res.findings = target.findings + res.findings
-            else:
-                req = Request(body=pl.body, content_type=pl.content_type, accept=accept,
-                              custom_attributes=custom_attributes)
-                check = validate_oversized if pl.size > body_limit(opts) else validate
-                res = check(req, target.signatures, opts, name=pl.name)
-            yield res
+        return (check_one(pl) for pl in payloads())
 
     single = not ((payload != "-" and Path(payload).is_dir()) or each_line)
     if single:
@@ -141,10 +155,29 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     # Several payloads: each result is written as soon as it is known and then dropped, so
     # memory stays flat whatever the number of lines or files.
     printer = BatchPrinter(fmt, console() if fmt == "text" else None,
-                           schema_version=SCHEMA_VERSION)
+                           schema_version=SCHEMA_VERSION, verbose=verbose)
     bad = False
-    for res in results():
-        bad |= fails(res.findings, fail_on)
-        printer.add(res)
+    folder = payload != "-" and Path(payload).is_dir()
+    total = len(payload_files(Path(payload))) if folder else None
+    stream = (_results_on_ray(list(payloads()), check_one, address, workers)
+              if engine == "ray" else results())
+    with progress_bar("validating", total=total, quiet=fmt == "json") as advance:
+        for res in stream:
+            bad |= fails(res.findings, fail_on)
+            printer.add(res)
+            advance(1)
     printer.close()
     exit_with(1 if bad else 0)
+
+
+def _results_on_ray(payloads: list, check_one, address: str | None, workers: int) -> list:
+    """The payloads validated in Ray tasks, by the same function as in process, in input
+    order (Ray changes where the work runs, never what it decides)."""
+    from kdiag.replays.ray_engine import RayOptions, map_payloads_on_ray
+
+    return map_payloads_on_ray(payloads, partial(_check_block, check_one=check_one),
+                               opts=RayOptions(address, workers))
+
+
+def _check_block(payloads: list, *, check_one) -> list:
+    return [check_one(pl) for pl in payloads]

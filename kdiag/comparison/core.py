@@ -398,8 +398,8 @@ class Comparator:
                 msg = (f"output '{m.output}': {m.count} of {_records(o.compared)} beyond tolerance "
                        f"({tol}){where}.")
                 fix = (f"Look at record {m.first_ids[0]} first. If the difference is expected, "
-                       f"--atol {m.output}:{_up(o.required_atol)} or "
-                       f"--rtol {m.output}:{_up(o.required_rtol)} would pass.") if o.numeric else \
+                       f"--atol {m.output}={_up(o.required_atol)} or "
+                       f"--rtol {m.output}={_up(o.required_rtol)} would pass.") if o.numeric else \
                     f"Values differ exactly; look at record {m.first_ids[0]}."
                 out.append(Finding("KD701", "error", STAGE, msg, fix))
             elif m.kind == "shape":
@@ -476,8 +476,8 @@ class Comparator:
                 "KD713", "error", STAGE,
                 f"nothing was compared: {self._seen} aligned records, "
                 f"{len(outputs)} outputs in common.",
-                "Check that both sets hold records of the same model outputs (kdiag diff "
-                "--format json shows what was read)."))
+                "Check that both sets hold records of the same model outputs; what was read: "
+                "kdiag diff A B --format json."))
         return out
 
 

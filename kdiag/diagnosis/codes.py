@@ -210,6 +210,9 @@ CODES: dict[str, str] = {
     "KD859": "golden outputs could not be compared (no replayed outputs to compare)",
     "KD860": "the staging endpoint (--endpoint) could not be probed (not found, no credentials, "
              "control plane unreachable)",
+    # --engine ray (replay/validate as a Ray Data job)
+    "KD880": "the local model run crashed on this record (the job went on without it)",
+    "KD881": "a capture file could not be read (named; the other files were replayed)",
     # kdiag itself
     "KD900": "no corrected payload could be written (says why)",
 }

@@ -70,6 +70,8 @@ class ProbeOptions:
     replay: bool = True
     atol: float = 1e-5
     rtol: float = 1e-5
+    atol_by_output: dict[str, float] = field(default_factory=dict)
+    rtol_by_output: dict[str, float] = field(default_factory=dict)
     dry_run: bool = False
 
 
@@ -359,7 +361,7 @@ def _infer(res: ProbeResult, opts: ProbeOptions, clients: AwsClients, endpoint_n
                                f"kdiag had no signature and could not infer one from the "
                                f"endpoint's answers ({len(inf.requests)} requests): "
                                + ("; ".join(inf.notes) or "no usable answer"),
-                               "Pass --signature (kdiag inspect --format json of the model), "
+                               "Pass --signature (kdiag inspect MODEL --format json), "
                                "--model, or --fetch-model."))
         return None
     res.signature_source = "inferred"
@@ -695,7 +697,9 @@ def _replay(res: ProbeResult, opts: ProbeOptions, model: str, fv: str | None,
     with endpoint:
         sig = pick_signature(endpoint.signatures, opts.signature_name)
         names = list(sig.outputs)
-        config = CompareConfig(atol=opts.atol, rtol=opts.rtol)
+        config = CompareConfig(atol=opts.atol, rtol=opts.rtol,
+                               atol_by_output=opts.atol_by_output,
+                               rtol_by_output=opts.rtol_by_output)
         for p in todo:
             t0 = time.monotonic()
             try:

@@ -120,7 +120,8 @@ def _name_mapping(art: ModelArtifact, custom_objects: Path | None) -> tuple[Name
             f"{c.methods[0]}() does to the input (parsing, scaling, reshaping) never happens at "
             "the endpoint.",
             "Move the preprocessing into call() (or a layer) before exporting, or do it in the "
-            "client / code/inference.py; confirm with kdiag replay --keras ... --client-input.",
+            "client / code/inference.py; confirm with kdiag replay PAYLOAD --model EXPORT "
+            "--keras MODEL.keras --custom-objects MODULE.py --client-input INPUT.",
         ))
     if export != keras_names or tfsave != keras_names:
         findings.append(Finding(

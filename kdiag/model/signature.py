@@ -1,6 +1,6 @@
 """Signature values and the portable signature JSON format.
 
-The format (ARCHITECTURE.md) is what `kdiag inspect --format json` prints and what every
+The format (ARCHITECTURE.md) is what `kdiag inspect MODEL --format json` prints and what every
 `--signature` option accepts, so CI and probes can work without TensorFlow and without the model.
 """
 
@@ -149,7 +149,7 @@ class Signature:
     def from_json(cls, d: dict) -> Signature:
         if not isinstance(d, dict) or not isinstance(d.get("inputs"), dict):
             raise KdiagError("A signature JSON object needs an \"inputs\" object "
-                             "(the format `kdiag inspect --format json` prints).")
+                             "(the format `kdiag inspect MODEL --format json` prints).")
         name = d.get("signature_name", DEFAULT_SIGNATURE)
         return cls(
             name=str(name),
@@ -169,7 +169,7 @@ def signatures_from_json(doc: object) -> list[Signature]:
     if isinstance(doc, dict):
         return [Signature.from_json(doc)]
     raise KdiagError("A signature file must hold a JSON object: one signature, or "
-                     "`kdiag inspect --format json` output.")
+                     "`kdiag inspect MODEL --format json` output.")
 
 
 def pick_signature(signatures: list[Signature], name: str | None = None) -> Signature:

@@ -220,6 +220,24 @@ def generation_for(framework_version: str | None, *, image_date: date | str | No
     return _g3(text, tfs)
 
 
+OLDEST_1X = (1, 11)  # the first TF Serving image of sagemaker-tensorflow-serving-container
+
+
+def check_framework_version(text: str) -> str:
+    """`text` when it names a container kdiag can emulate; ValueError listing the valid
+    choices otherwise (a typo such as 9.99 must not silently pick the newest generation)."""
+    named = text.strip().upper()
+    if named in ("G1", "G2", "G3"):
+        return text.strip()
+    minor = _parse_version(text) if re.fullmatch(r"\s*v?\d+\.\d+(\.\d+)?\s*", text) else None
+    if minor is None or not (OLDEST_1X <= minor <= (1, 15) or (2, 0) <= minor <= NEWEST):
+        raise ValueError(
+            f"{text!r} is not a TensorFlow version of a SageMaker TF Serving image; valid: "
+            f"1.{OLDEST_1X[1]} to 1.15, 2.0 to {NEWEST[0]}.{NEWEST[1]} (X.Y or X.Y.Z), or a "
+            "container generation G1, G2, G3")
+    return text.strip()
+
+
 _LAST_DECODED: tuple[bytes, str | None] = (b"", "")
 
 

@@ -97,14 +97,18 @@ def iter_payloads(path: str, *, each_line: bool, content_type: str | None,
     hard_limit = max(read_limit, MAX_BODY_BYTES)
     p = Path(path)
     if path != "-" and p.is_dir():
-        listing = list_regular_files(p)
+        # Recursive, like every folder argument of kdiag; hidden files and folders (.git,
+        # .ipynb_checkpoints) skipped; names are relative paths, so results and golden files
+        # pair up run after run.
+        listing = list_regular_files(p, recursive=True)
         note = listing.skipped_note(p)
         if note:
             (on_skip or _warn)(note)
         if not listing.files:
-            raise KdiagError(f"{p} holds no payload files.")
+            raise KdiagError(f"{p} holds no payload files (subfolders included).")
         for f in listing.files:
-            yield _one(f.name, str(f), content_type_for(f, content_type), read_limit, hard_limit)
+            yield _one(f.relative_to(p).as_posix(), str(f), content_type_for(f, content_type),
+                       read_limit, hard_limit)
         return
     ct = content_type_for(p, content_type) if path != "-" else (content_type or "application/json")
     if not each_line:
@@ -127,6 +131,11 @@ def _lines(fh, ct: str, cap: int) -> Iterator[Payload]:
             yield Payload(f"line {lineno}", None, ct, line.size)
         elif line.strip():
             yield Payload(f"line {lineno}", line.rstrip(b"\r"), ct, len(line))
+
+
+def payload_files(folder: Path) -> list[Path]:
+    """Every payload file iter_payloads reads under `folder` (to size a progress bar)."""
+    return list_regular_files(folder, recursive=True).files
 
 
 def iter_bodies(path: str, *, each_line: bool, content_type: str | None,

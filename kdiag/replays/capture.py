@@ -31,7 +31,7 @@ import contextlib
 import gzip
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,7 +176,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def _hour_of(rel: str) -> datetime | None:
+def hour_of(rel: str) -> datetime | None:
     m = _HOUR_DIRS.search(rel)
     if not m:
         return None
@@ -186,7 +186,7 @@ def _hour_of(rel: str) -> datetime | None:
         return None
 
 
-def _in_window(hour: datetime | None, since: datetime | None, until: datetime | None) -> bool:
+def in_hour_window(hour: datetime | None, since: datetime | None, until: datetime | None) -> bool:
     """A file's hour folder can only hold records of that hour (margin: one hour each side)."""
     if hour is None:
         return True
@@ -208,7 +208,7 @@ def list_capture_files(path: str, *, endpoint_url: str | None = None,
             raise KdiagError(f"{path}: no such file or folder.")
         if not p.is_dir():
             file_size(p, what="Capture file ")
-            files = [CaptureFile(str(p), p.name, _hour_of(p.as_posix()))]
+            files = [CaptureFile(str(p), p.name, hour_of(p.as_posix()))]
         else:
             listing = list_regular_files(p, recursive=True, suffixes=CAPTURE_SUFFIXES)
             note = listing.skipped_note(p)
@@ -217,8 +217,8 @@ def list_capture_files(path: str, *, endpoint_url: str | None = None,
             files = []
             for f in listing.files:
                 rel = f.relative_to(p).as_posix()
-                files.append(CaptureFile(str(f), rel, _hour_of(rel)))
-    return [f for f in files if _in_window(f.hour, since, until)]
+                files.append(CaptureFile(str(f), rel, hour_of(rel)))
+    return [f for f in files if in_hour_window(f.hour, since, until)]
 
 
 def _s3_client(endpoint_url: str | None) -> Any:
@@ -259,7 +259,7 @@ def _list_s3(uri: str, endpoint_url: str | None) -> list[CaptureFile]:
                 key = obj["Key"]
                 if key.endswith(CAPTURE_SUFFIXES):
                     rel = key[len(prefix):].lstrip("/")
-                    files.append(CaptureFile(f"s3://{bucket}/{key}", rel, _hour_of(key)))
+                    files.append(CaptureFile(f"s3://{bucket}/{key}", rel, hour_of(key)))
     except (BotoCoreError, ClientError) as e:
         raise _aws_error(e, f"listing {uri}") from e
     return sorted(files, key=lambda f: f.path)
@@ -342,41 +342,55 @@ def iter_capture(path: str, *, endpoint_url: str | None = None, limit: int | Non
     emitted = 0
     for f in files:
         st.files += 1
-        good = 0
-        bad_head = 0
-        for lineno, raw in _lines(f, endpoint_url, max_line):
-            if isinstance(raw, LineTooLong):
-                st.lines += 1
-                st.skip(f"line of {raw.size} bytes, over the per-line cap of {max_line} bytes "
-                        "(raise it with --max-line-bytes)", f"{f.path}:{lineno}")
-                continue
-            line = raw.strip()
-            if not line:
-                continue
-            st.lines += 1
-            rec = parse_line(line, f.path, lineno)
-            if isinstance(rec, str):
-                st.skip(rec, f"{f.path}:{lineno}")
-                if good == 0:
-                    bad_head += 1
-                    if bad_head >= 20:
-                        raise KdiagError(f"{f.path}: the first 20 lines are not Data Capture "
-                                         f"records ({rec}); is this a capture file?")
-                continue
-            good += 1
-            if since is not None or until is not None:
-                t = rec.inference_time
-                if t is None:
-                    st.skip("no inferenceTime (outside --since/--until)", f"{f.path}:{lineno}")
-                    continue
-                if (since is not None and t < since) or (until is not None and t >= until):
-                    st.filtered_out += 1
-                    continue
-            st.records += 1
+        lines = (line for _, line in _lines(f, endpoint_url, max_line))
+        for rec in records_in_file(f.path, lines, since=since, until=until, stats=st,
+                                   max_line=max_line):
             yield rec
             emitted += 1
             if limit is not None and emitted >= limit:
                 return
-        if good == 0 and bad_head:
-            raise KdiagError(f"{f.path}: no Data Capture record in it "
-                             f"({st.examples[-1] if st.examples else 'no readable line'}).")
+
+
+def records_in_file(source: str, lines: Iterable[bytes | LineTooLong], *,
+                    since: datetime | None = None, until: datetime | None = None,
+                    stats: CaptureStats | None = None, max_line: int = MAX_LINE_BYTES
+                    ) -> Iterator[CaptureRecord]:
+    """The capture records of one file's lines, in line order (the rules of `iter_capture`,
+    which every reader of capture files shares: skipped lines counted in `stats`, the
+    --since/--until filter, and the error for a file that holds no capture record)."""
+    st = stats if stats is not None else CaptureStats()
+    good = 0
+    bad_head = 0
+    for lineno, raw in enumerate(lines, start=1):
+        if isinstance(raw, LineTooLong):  # never assembled: counted and skipped
+            st.lines += 1
+            st.skip(f"line of {raw.size} bytes, over the per-line cap of {max_line} bytes "
+                    "(raise it with --max-line-bytes)", f"{source}:{lineno}")
+            continue
+        line = raw.strip()
+        if not line:
+            continue
+        st.lines += 1
+        rec = parse_line(line, source, lineno)
+        if isinstance(rec, str):
+            st.skip(rec, f"{source}:{lineno}")
+            if good == 0:
+                bad_head += 1
+                if bad_head >= 20:
+                    raise KdiagError(f"{source}: the first 20 lines are not Data Capture "
+                                     f"records ({rec}); is this a capture file?")
+            continue
+        good += 1
+        if since is not None or until is not None:
+            t = rec.inference_time
+            if t is None:
+                st.skip("no inferenceTime (outside --since/--until)", f"{source}:{lineno}")
+                continue
+            if (since is not None and t < since) or (until is not None and t >= until):
+                st.filtered_out += 1
+                continue
+        st.records += 1
+        yield rec
+    if good == 0 and bad_head:
+        raise KdiagError(f"{source}: no Data Capture record in it "
+                         f"({st.examples[-1] if st.examples else 'no readable line'}).")

@@ -108,8 +108,9 @@ def _model_findings(inv: Invocation) -> list[Finding]:
     if inv.stage == "model":
         return [Finding("KD500", "error", "model",
                         f"The graph failed on a request TF Serving accepted: {inv.model_error}",
-                        "Compare the request with what the model was trained on (kdiag replay "
-                        "--keras ... --client-input ... shows the notebook's side).")]
+                        "Compare the request with what the model was trained on; the notebook's "
+                        "side: kdiag replay PAYLOAD --model EXPORT --keras MODEL.keras "
+                        "--client-input INPUT.")]
     return []
 
 
@@ -173,11 +174,26 @@ def replay_one(endpoint: LocalEndpoint, req: Request, name: str | None = None) -
     return to_result(endpoint.invoke(req), req, endpoint, name)
 
 
+# Payloads replayed per block. The model's stacked calls are formed within a block, and float
+# rounding can depend on the batch, so every engine that replays the same blocks (in-process,
+# --engine ray) gets bit-identical outputs; it also bounds what one block holds in memory.
+BLOCK = 2000
+
+
 def replay_many(endpoint: LocalEndpoint, items: Iterable[tuple[str, Request]], *,
                 max_batch: int = 256, progress: Callable[[int], None] | None = None
                 ) -> list[ReplayResult]:
-    """Replay many payloads: the container and parse stages per payload, then the model in
-    stacked calls of at most `max_batch` instances, then each answer split back."""
+    """Replay many payloads, BLOCK at a time: the container and parse stages per payload, then
+    the model in stacked calls of at most `max_batch` instances, then each answer split back."""
+    items = list(items)
+    out: list[ReplayResult] = []
+    for start in range(0, len(items), BLOCK):
+        out += _replay_block(endpoint, items[start:start + BLOCK], max_batch, progress)
+    return out
+
+
+def _replay_block(endpoint: LocalEndpoint, items: list[tuple[str, Request]], max_batch: int,
+                  progress: Callable[[int], None] | None) -> list[ReplayResult]:
     from kdiag.replays.batching import run_batched
 
     pending = []
@@ -231,8 +247,9 @@ def notebook_versus_endpoint(res: ReplayResult, keras_path: Path, client_input: 
             "KD721", "error", res.stage or "model",
             f"The notebook's predict() accepts the client input but the endpoint rejects the "
             f"payload at stage {res.stage}.{why}",
-            "Send the endpoint what the notebook's predict() passes to call() (the fixed "
-            "payload below), or move that preprocessing into call() and export again."))
+            "Send the endpoint what the notebook's predict() passes to call()"
+            + (" (the fixed payload below)" if res.fixed_payload else "")
+            + ", or move that preprocessing into call() and export again."))
     else:
         a = {k: np.asarray(v) for k, v in nb.outputs.items()}
         b = dict(res.decoded)

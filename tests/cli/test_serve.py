@@ -142,3 +142,19 @@ def test_help_lists_the_options():
         assert opt in r.output
     listing = CliRunner().invoke(cli, ["--help"])
     assert "serve" in listing.output
+
+
+@pytest.mark.tf
+def test_format_json_prints_one_object_on_stdout_and_logs_on_stderr(served):
+    s = served(MODEL, "--port", "0", "--format", "json")
+    url = s.url()
+    with urllib.request.urlopen(url + "/ping", timeout=30) as r:
+        assert r.status == 200
+    s.proc.send_signal(signal.SIGINT)
+    s.proc.wait(30)
+    time.sleep(0.2)
+    doc = json.loads("".join(s.stdout))
+    assert doc["url"] == url and doc["endpoint_name"] == "local"
+    assert doc["model_name"] == "model" and doc["versions"] == [1]
+    assert doc["generation"] == "G3" and "GET /ping" in doc["routes"]
+    assert any("kdiag serve: stopped" in line for line in s.stderr)

@@ -87,7 +87,11 @@ def test_each_line_validates_every_line(tmp_path):
     p.write_text("[1,2,3,4,5]\n[[1,2]]\n")
     r = run(p, "--each-line", "--signature", SIG)
     assert r.exit_code == 1
-    assert "line 1" in r.output and "line 2" in r.output and "1 accepted, 1 rejected" in r.output
+    # The summary and the rejected payloads; -v lists the accepted ones too.
+    assert "2 payloads: 1 accepted, 1 rejected" in r.output
+    assert "line 2" in r.output and "line 1" not in r.output
+    r = run(p, "--each-line", "--signature", SIG, "-v")
+    assert "line 1" in r.output and "line 2" in r.output
 
 
 def test_missing_payload_exits_2():
@@ -120,3 +124,18 @@ def test_415_from_an_archive_with_misplaced_code_names_the_artifact_as_cause(tmp
     assert r.exit_code == 1 and doc["status"] == 415
     assert doc["findings"][0]["code"] == "KD231"
     assert "1/code/inference.py" in doc["findings"][0]["message"]
+
+
+def test_a_folder_is_validated_recursively_skipping_hidden_entries(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "deep").mkdir()
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "top.json").write_text("[1,2,3,4,5]")
+    (tmp_path / "a" / "deep" / "nested.json").write_text('{"instances": [["1", "2"]]}')
+    (tmp_path / ".git" / "HEAD.json").write_text("not a payload")
+    (tmp_path / "a" / ".hidden.json").write_text("not a payload")
+    r = run(tmp_path, "--signature", SIG, "--format", "json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.output)
+    assert [x["payload"] for x in doc["results"]] == ["a/deep/nested.json", "top.json"]
+    assert (doc["accepted"], doc["rejected"]) == (1, 1)

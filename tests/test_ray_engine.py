@@ -1,0 +1,115 @@
+"""--engine ray: the capture replay and the folder validate/replay as Ray Data jobs give the
+in-process results, record by record (a local Ray, one session for the module; capture served
+by moto's S3 server)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from click.testing import CliRunner
+
+from kdiag.cli import cli
+from tests import _capture_gen as gen
+from tests._moto import moto_server, s3_client
+from tests.conftest import MODELS
+
+pytestmark = [pytest.mark.slow, pytest.mark.tf]
+pytest.importorskip("tensorflow")
+ray = pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+CUSTOM = str(MODELS / "custom/export/1")
+RECORDS = 10_000
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3_capture():
+    """s3://capture/cap/ on a moto server, credentials in the environment (the Ray workers
+    started after this inherit them, as on a machine configured for AWS)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in AWS_ENV.items():
+            mp.setenv(k, v)
+        for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN",
+                  "RAY_ADDRESS"):
+            mp.delenv(k, raising=False)
+        with moto_server() as url:
+            gen.upload_capture(s3_client(url), "capture", "cap", RECORDS)
+            yield url
+
+
+@pytest.fixture(scope="module")
+def local_ray(s3_capture):
+    """One local Ray for the module; kdiag's engine joins it instead of starting its own."""
+    from kdiag.replays.ray_engine import local_worker_env
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+             log_to_driver=False, runtime_env={"env_vars": local_worker_env()})
+    yield
+    ray.shutdown()
+
+
+def run(*args: str) -> tuple[int, dict]:
+    r = CliRunner().invoke(cli, [*args, "--format", "json"])
+    assert r.exit_code in (0, 1), r.output
+    return r.exit_code, json.loads(r.stdout)
+
+
+def test_capture_on_ray_matches_in_process_record_by_record(s3_capture, local_ray, tmp_path):
+    common = ["replay", "--capture", "s3://capture/cap/ep", "--model", CUSTOM,
+              "--endpoint-url", s3_capture, "--since", gen.SINCE, "--until", gen.UNTIL,
+              "--atol", "1e-4"]
+    code_in, doc_in = run(*common, "--out", str(tmp_path / "in"))
+    code_ray, doc_ray = run(*common, "--engine", "ray", "--workers", "2",
+                            "--out", str(tmp_path / "ray"))
+
+    # The summary: the same records, counts, verdicts, codes and output differences.
+    assert code_in == code_ray == 1
+    assert doc_ray["engine"] == "ray" and doc_ray["unreadable_files"] == []
+    assert {k: doc_ray[k] for k in doc_in} == doc_in
+
+    rows_in = pq.read_table(tmp_path / "in").to_pylist()
+    rows_ray = pq.read_table(tmp_path / "ray").to_pylist()
+    assert rows_ray == rows_in  # record by record, in file + line order
+    assert [(r["source"], r["line"]) for r in rows_ray] == sorted(
+        (r["source"], r["line"]) for r in rows_ray)
+
+    # And both are right about the generated troubles.
+    ids = {r["id"]: r for r in rows_ray}
+    kept = [i for i in range(RECORDS) if not (gen.truncated(i) or gen.not_capture(i))]
+    late = {i for i in kept if gen.late(i) and i % 10 >= 8}  # in the last hour's folder
+    assert set(ids) == {f"req-{i}" for i in kept if i not in late}
+    assert doc_ray["records"] == len(ids)
+    for i in kept:
+        if i in late:
+            continue
+        row = ids[f"req-{i}"]
+        if gen.bad_base64(i):
+            assert row["verdict"] == "error" and "no replayable endpointInput" in row["local_error"]
+        elif gen.rejected(i):
+            assert row["verdict"] == "error" and row["local_status"] == 400
+        elif gen.no_output(i):
+            assert row["verdict"] == "error" and "no endpointOutput" in row["captured_error"]
+        elif gen.differs(i):
+            assert row["verdict"] == "differ" and row["mismatches"] == "value"
+        else:
+            assert row["verdict"] == "agree", row
+    assert doc_ray["rejected_locally"] == sum(1 for i in kept if gen.rejected(i)
+                                              and not gen.bad_base64(i) and i not in late)
+
+
+def test_folder_validate_and_replay_on_ray_match_in_process(local_ray, tmp_path):
+    bodies = tmp_path / "bodies"
+    bodies.mkdir()
+    for i in range(40):
+        row = ["x", 2, 3, 4, 5] if i % 9 == 0 else [i, 2.5, 3, 4, 5]
+        (bodies / f"b{i:02d}.json").write_text(json.dumps({"instances": [row]}))
+    for cmd in (["validate", str(bodies), "--signature", CUSTOM],
+                ["replay", str(bodies), "--model", CUSTOM]):
+        code_in, doc_in = run(*cmd)
+        code_ray, doc_ray = run(*cmd, "--engine", "ray")
+        assert (code_ray, doc_ray) == (code_in, doc_in) and code_in == 1
+        assert doc_in["rejected"] == 5
