@@ -116,7 +116,7 @@ def test_each_command_exits_as_the_readme_table_says(command, tmp_path, request,
     capsys.readouterr()
     assert run("--debug", *usage) == 2
     err = capsys.readouterr().err
-    if command != "probe":  # probe's option check is click's own usage error (no traceback)
+    if "Usage:" not in err:  # click's own usage errors (checked at parse time) have none
         assert "Traceback" in err
 
 
