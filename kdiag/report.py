@@ -573,7 +573,7 @@ def render_capture_replay(result, con: Console, *, failed: bool, out=None) -> No
     render_comparison(result.comparison, con, failed=failed, findings=result.findings)
     if out is not None:
         con.print(f"wrote {result.records} result line(s) to {escape(str(out))} "
-                  "(kdiag diff reads them)")
+                  "(kdiag diff reads them)", soft_wrap=True)
 
 
 # ---- kdiag probe (from the redacted JSON document) ---------------------------------------

@@ -193,7 +193,7 @@ class RayCaptureResult:
         from kdiag.diagnosis.findings import Finding
 
         return [Finding("KD881", "error", "capture", f"Not replayed: {why}",
-                        "Check the file (kdiag replay --capture FILE names the problem); the "
+                        "Check the file: kdiag replay --capture FILE --model MODEL, run alone, names the problem; the "
                         "other files were replayed.") for _name, why in self.unreadable]
 
     def to_json(self) -> dict:
@@ -374,8 +374,8 @@ def crash_result(name: str | None, e: Exception) -> Any:
     return ReplayResult(accepted=False, status=500, stage="model", error=why, name=name,
                         findings=[Finding("KD880", "error", "model",
                                           f"The local model run crashed on this payload: {why}",
-                                          "Replay it alone (kdiag replay FILE --model MODEL "
-                                          "--debug) to see the traceback.")])
+                                          "Replay it alone to see the traceback: kdiag --debug "
+                                          "replay FILE --model MODEL")])
 
 
 def _isolated(call: Callable[[list], list], items: list) -> list:

@@ -212,7 +212,7 @@ def advice_everywhere() -> list[tuple[str, str]]:
         for s in source_strings(p):
             found += [(str(p.relative_to(ROOT)), a) for a in advice_in(s)]
     for block in re.findall(r"```[a-z]*\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
-        for line in block.splitlines():
+        for line in re.sub(r"\s*\\\n\s*", " ", block).splitlines():  # continuations joined
             line = line.removeprefix("$ ").strip()
             if re.match(rf"kdiag (--debug )?({NAMES})(\s|$)", line):
                 found.append(("README.md", re.split(r"\s{2,}|\s+#|: ", line)[0]))
