@@ -16,7 +16,7 @@ use, and heavy imports live inside the functions that need them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (kept cheap)
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # PEP 562: the API loads when first touched, so `import kdiag` (and the CLI) stays cheap.
     import importlib
 

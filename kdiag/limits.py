@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, replace
 from kdiag.errors import KdiagError
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+RATIO_FLOOR = 1 * GIB  # below this uncompressed size the archive-ratio cap does not apply
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class Limits:
     member_bytes: int = 20 * GIB  # any single member
     header_bytes: int = 1 * MIB  # a GNU long name/link or pax header
     read_bytes: int = 256 * MIB  # members kept in memory in one scan (saved_model.pb, code)
+    # uncompressed/compressed size, checked from the headers once past RATIO_FLOOR: real model
+    # weights compress about 1.1:1, a decompression bomb about 1000:1
+    archive_ratio: int = 200
     # models
     graph_bytes: int = 2 * GIB  # saved_model.pb (protobuf's own hard limit)
     keras_config_bytes: int = 64 * MIB  # config.json / metadata.json inside a .keras file
@@ -39,6 +43,7 @@ _HELP = {
     "member-bytes": "any one member of model.tar.gz",
     "header-bytes": "a long-name or pax header in model.tar.gz",
     "read-bytes": "archive members kept in memory in one pass (more are re-read one at a time)",
+    "archive-ratio": "uncompressed-to-compressed size of model.tar.gz, beyond its first 1 GiB",
     "graph-bytes": "saved_model.pb",
     "keras-config-bytes": "config.json/metadata.json inside a .keras file",
     "sample-elements": "values in one generated example request",
@@ -61,6 +66,8 @@ def human(n: int, attr: str = "") -> str:
     """1.5 GiB, 300 MiB, 12 KiB, 17 bytes; plain counts for member/element caps."""
     if attr.endswith(("members", "elements")):
         return f"{n:,}"
+    if attr.endswith("ratio"):
+        return f"{n:,}:1"
     for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if n >= size:
             value = n / size

@@ -37,12 +37,26 @@ def _leftovers() -> list[str]:
                   if p.name.startswith(("kdiag-", ".kdiag-")))
 
 
+_LEFT_BY: dict[str, str] = {}  # leftover folder -> the test after which it appeared
+
+
+@pytest.fixture(autouse=True)
+def _note_leftovers(request):
+    """Names the test after which a kdiag-* folder appeared, for the session's message."""
+    yield
+    for name in _leftovers():
+        _LEFT_BY.setdefault(name, request.node.nodeid)
+
+
 def pytest_sessionfinish(session, exitstatus):
+    import gc
+
+    gc.collect()  # an endpoint a test dropped without close() cleans up when collected
     left = _leftovers()
     if left:
         session.exitstatus = 1
-        print(f"\nkdiag left temporary folders behind in {_SESSION_TMP}: {', '.join(left)}",
-              file=sys.stderr)
+        print(f"\nkdiag left temporary folders behind in {_SESSION_TMP}: "
+              + ", ".join(f"{n} (after {_LEFT_BY.get(n, '?')})" for n in left), file=sys.stderr)
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kdiag.errors import KdiagError
-from kdiag.limits import LimitExceeded, Limits, active_limits, human
+from kdiag.limits import RATIO_FLOOR, LimitExceeded, Limits, active_limits, human
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -240,8 +240,18 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return out
 
 
-def _members(reader: _Reader, path: Path, limits: Limits) -> Iterator[tuple[Member, _Reader]]:
-    """Yield each member; the caller must consume (or skip) its data before the next one."""
+def _check_ratio(path: Path, total: int, packed: int, limits: Limits) -> None:
+    """A few MB that declare tens of GiB are a bomb: stop before decompressing them."""
+    if total > RATIO_FLOOR and total > limits.archive_ratio * max(packed, 1):
+        raise LimitExceeded(
+            f"{path} declares more than {human(total)} from {human(packed)} compressed: its "
+            "compression ratio", f"over {total // max(packed, 1):,}:1", "archive_ratio", limits)
+
+
+def _members(reader: _Reader, path: Path, limits: Limits,
+             packed: int) -> Iterator[tuple[Member, _Reader]]:
+    """Yield each member; the caller must consume (or skip) its data before the next one.
+    `packed` is the archive file's size, for the compression-ratio cap."""
     longname = longlink = None
     pax: dict[str, str] = {}
     count = 0
@@ -314,12 +324,13 @@ def _members(reader: _Reader, path: Path, limits: Limits) -> Iterator[tuple[Memb
         if total > limits.archive_bytes:
             raise LimitExceeded(f"{path} uncompressed", f"more than {human(total)}",
                                 "archive_bytes", limits)
+        _check_ratio(path, total, packed, limits)
         member = Member(name=_clean(name), raw_name=name, type=typ, size=data_size,
                         linkname=linkname, problem=name_problem(name))
         yield member, reader
 
 
-def _drain(reader: _Reader, path: Path, limits: Limits, seen: int) -> None:
+def _drain(reader: _Reader, path: Path, limits: Limits, seen: int, packed: int) -> None:
     """Read the compressed stream to its real end, so its CRC and length are checked."""
     total = seen
     while True:
@@ -330,6 +341,7 @@ def _drain(reader: _Reader, path: Path, limits: Limits, seen: int) -> None:
         if total > limits.archive_bytes + (1 << 20):
             raise LimitExceeded(f"{path} uncompressed (with what follows the tar end marker)",
                                 f"more than {human(total)}", "archive_bytes", limits)
+        _check_ratio(path, total, packed, limits)
 
 
 def _link_reason(m: Member) -> str:
@@ -362,12 +374,13 @@ def _walk(path: Path, limits: Limits, on_member: Callable[[Member, _Reader], Non
     stream = _open_stream(path)
     try:
         with stream:
+            packed = path.stat().st_size
             reader = _Reader(stream)
             total = 0
-            for member, rd in _members(reader, path, limits):
+            for member, rd in _members(reader, path, limits, packed):
                 on_member(member, rd)
                 total += member.size
-            _drain(reader, path, limits, total)
+            _drain(reader, path, limits, total, packed)
             return total
     except LimitExceeded:
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,9 @@ class LocalEndpoint(RequestPath):
         try:
             if uploaded.kind == "archive":
                 self._tmp = extract_archive(path)
+                # close() removes it; an endpoint dropped without close() (a notebook's
+                # kdiag.replay left half-way) removes it when collected or at exit.
+                self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmp, True)
                 on_disk = read_model(self._tmp)
             if on_disk.savedmodel_dir is None or not on_disk.signatures:
                 raise KdiagError(f"{model} holds no SavedModel kdiag can run. "
@@ -149,7 +153,7 @@ class LocalEndpoint(RequestPath):
         for sib in list(getattr(self, "_siblings", {}).values()):
             sib.close()
         if getattr(self, "_tmp", None) is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._cleanup()  # shutil.rmtree, once
             self._tmp = None
 
     def __enter__(self) -> LocalEndpoint:

@@ -49,7 +49,10 @@ def _loads(text: str) -> Any:
 def _parse_body(body: str, content_type: str, steps: list[str]) -> Any:
     ct = (content_type or "").split(";")[0].strip().lower()
     if ct == "text/csv":
-        rows = [r for r in csv.reader(io.StringIO(body)) if r]
+        try:  # newline="": csv itself splits \r, \n and \r\n rows, as a client's CSV has them
+            rows = [r for r in csv.reader(io.StringIO(body, newline="")) if r]
+        except csv.Error as e:
+            raise NoFix(f"the CSV body does not parse ({e})") from None
         if not rows:
             raise NoFix("the CSV body is empty")
         try:

@@ -56,7 +56,8 @@ class CaptureReplayResult:
     def findings(self) -> list[Finding]:
         """The comparison's findings, with the unread lines first: a capture replay that
         skipped records compares less than the capture holds."""
-        return self.read_findings() + list(self.comparison.findings)
+        compared = self.comparison.findings if self.comparison is not None else []  # not run yet
+        return self.read_findings() + list(compared)
 
     def read_findings(self) -> list[Finding]:
         st = self.stats

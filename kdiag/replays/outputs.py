@@ -138,7 +138,10 @@ def _is_b64(v: Any) -> bool:
 
 def csv_tensor(text: str) -> np.ndarray:
     """A CSV response body: one row per instance, numbers (a single column gives shape (n,))."""
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    except csv.Error as e:
+        raise ValueError(f"CSV that does not parse ({e})") from None
     if not rows:
         raise ValueError("empty CSV")
     try:

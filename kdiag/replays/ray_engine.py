@@ -192,9 +192,11 @@ class RayCaptureResult:
     def findings(self) -> list:
         from kdiag.diagnosis.findings import Finding
 
-        return [Finding("KD881", "error", "capture", f"Not replayed: {why}",
-                        "Check the file: kdiag replay --capture FILE --model MODEL, run alone, names the problem; the "
-                        "other files were replayed.") for _name, why in self.unreadable]
+        return self.result.findings + [
+            Finding("KD881", "error", "capture", f"Not replayed: {why}",
+                    "Check the file: kdiag replay --capture FILE --model MODEL, run alone, names "
+                    "the problem; the other files were replayed.")
+            for _name, why in self.unreadable]
 
     def to_json(self) -> dict:
         doc = self.result.to_json()
@@ -293,7 +295,10 @@ class _CaptureReplayActor:
                 recs = pickle.loads(payloads[i])
                 blk = _replay_safely(self.endpoint, recs, self.max_batch)
                 rows = record_rows(recs, blk, self.config)
-                payloads[i] = pickle.dumps((rows, replace(blk, results={})))
+                # Only rejected records' results travel back: the driver lists them (their
+                # diagnosis and fixed payload); accepted ones are already in the rows.
+                rejected = {k: r for k, r in blk.results.items() if not r.accepted}
+                payloads[i] = pickle.dumps((rows, replace(blk, results=rejected)))
         return {"kind": list(batch["kind"]), "index": list(batch["index"]),
                 "line": list(batch["line"]), "payload": payloads}
 

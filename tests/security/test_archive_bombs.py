@@ -71,6 +71,41 @@ def test_a_real_decompression_bomb_stops_at_the_total_cap_not_after(tmp_path):
     assert list(out.iterdir()) == []
 
 
+def _multi_member_zeros_gz(path, header: bytes, size: int, tail: bytes) -> None:
+    """header + `size` zero bytes + tail as concatenated gzip members (valid gzip, as
+    `cat a.gz b.gz` makes): one compressed 64 MiB block of zeros written again and again, so a
+    19 GiB bomb costs seconds to build, not minutes."""
+    block = 64 << 20
+    assert size % block == 0
+    zeros = gzip.compress(bytes(block), compresslevel=9)
+    with open(path, "wb") as fh:
+        fh.write(gzip.compress(header))
+        for _ in range(size // block):
+            fh.write(zeros)
+        fh.write(gzip.compress(tail))
+
+
+def test_a_19_gib_bomb_stops_at_the_ratio_cap_before_decompressing(tmp_path):
+    arc = tmp_path / "model.tar.gz"
+    size = 19 << 30
+    _multi_member_zeros_gz(arc, tar_header("1/variables/variables.data-00000-of-00001", size),
+                           size, tar_end())
+    assert arc.stat().st_size < 40 << 20  # ~19 MB on disk, 19 GiB declared and real
+    out = tmp_path / "tmp"
+    out.mkdir()
+    for argv in (["inspect", str(arc)], ["check", str(arc)]):
+        res = run_kdiag(argv, tmp_path, tmpdir=out)
+        assert res.code == 2, res.stderr
+        assert "archive-ratio cap (200:1)" in res.stderr and "19 GiB" in res.stderr
+        assert "--cap archive-ratio=" in res.stderr
+        assert res.seconds < 10 and res.peak_mib < 250
+    assert list(out.iterdir()) == []  # nothing extracted
+    # a user who trusts the file raises the cap; the total cap still holds
+    res = run_kdiag(["inspect", str(arc), "--cap", "archive-ratio=100000",
+                     "--cap", "archive-bytes=2GiB"], tmp_path)
+    assert res.code == 2 and "archive-bytes cap (2 GiB)" in res.stderr
+
+
 def test_a_huge_gnu_long_name_header_is_capped(tmp_path):
     name = b"1/" + b"a" * (2 << 20)
     raw = tar_header("././@LongLink", len(name), b"L") + pad(name) + tar_member("x", b"1")
