@@ -18,7 +18,6 @@ and extracts `<ModelDataUrl prefix>/a.tar.gz` and calls `POST /models` before in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from kdiag.errors import KdiagError
 from kdiag.path.container import Request, generation_for
 from kdiag.path.request_path import Invocation
+from kdiag.path.target_model import target_model_name
 
 CONTAINER_ROOT = "/opt/ml/models"
 # python_service.py _parse_sagemaker_port_range_mme with the range the platform sets
@@ -232,12 +232,6 @@ class ModelManager:
     def names(self) -> list[str]:
         with self._lock:
             return list(self._models)
-
-
-def target_model_name(target: str) -> str:
-    """The name the platform loads a TargetModel under ([inferred]: SageMaker passes an opaque
-    id as `model_name` to POST /models; kdiag uses a hash of the TargetModel)."""
-    return hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _walk(base: Path):
