@@ -96,9 +96,9 @@ def test_replay_api_refuses_a_target_model_its_open_endpoint_does_not_take(targe
     from kdiag.path.local_endpoint import LocalEndpoint
 
     _, archive, _, _ = target
-    with LocalEndpoint(archive, framework_version="2.20") as ep:
-        with pytest.raises(KdiagError, match="multi_model=True"):
-            kdiag.replay(CSV, ep, content_type="text/csv", target_model="two.tar.gz")
+    with LocalEndpoint(archive, framework_version="2.20") as ep, \
+            pytest.raises(KdiagError, match="multi_model=True"):
+        kdiag.replay(CSV, ep, content_type="text/csv", target_model="two.tar.gz")
     name = target_model_name("two.tar.gz")
     with LocalEndpoint(archive, framework_version="2.20", model_name=name,
                        multi_model=True) as ep:

@@ -96,7 +96,7 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
     """
     from kdiag.errors import KdiagError
     from kdiag.path.local_endpoint import LocalEndpoint
-    from kdiag.serve.requirements import handlers_startup_failure
+    from kdiag.serve.requirements import prepare_startup
     from kdiag.serve.server import load_model, start_server
 
     if models_dir is not None:
@@ -126,9 +126,9 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
              "kdiag serve: --run-archive-code: the model has no code/inference.py")
         code_dir = where
     try:
-        endpoint.startup_failure = _requirements_failure(endpoint, code_dir, install_requirements)
-        endpoint.startup_failure = endpoint.startup_failure or handlers_startup_failure(
-            endpoint) or _container_startup(endpoint)
+        endpoint.startup_failure = prepare_startup(
+            endpoint, code_dir, install=install_requirements, log=_log
+        ) or _container_startup(endpoint)
         if endpoint.startup_failure is not None:
             _log("kdiag serve: the container would not start: " + endpoint.startup_failure)
             seconds = 0.0
@@ -179,12 +179,6 @@ def _container_startup(endpoint) -> str | None:
     if startup.failure is None and startup.default_model is not None:
         endpoint.route_default_to(startup.default_model)
     return startup.failure
-
-
-def _requirements_failure(endpoint, code_dir: Path | None, install: bool) -> str | None:
-    from kdiag.serve.requirements import endpoint_requirements_failure
-
-    return endpoint_requirements_failure(endpoint, code_dir, install=install, log=_log)
 
 
 def _serve_multi_model(models_dir: Path, host: str, port: int, framework_version: str | None,
