@@ -61,8 +61,14 @@ class Served:
         raise AssertionError(f"no URL; stdout {self.stdout!r} stderr {self.stderr[-5:]!r}")
 
     def stop(self) -> None:
+        """SIGTERM first, as Ctrl-C: kdiag serve removes its extraction folders on the way out
+        (SIGKILL, only if it hangs, would leave them)."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait(10)
 
 
