@@ -131,9 +131,11 @@ def test_on_1x_images_the_universal_script_lives_in_the_models_folder(tmp_path):
     models = _opt_ml(tmp_path, own="raise RuntimeError('1.x ignores model code')\n")
     (models / "code").mkdir()
     (models / "code/inference.py").write_text(JSON_ONLY)
-    mgr = ModelManager(models, framework_version="1.15", run_model_code=True)
+    lines = []
+    mgr = ModelManager(models, framework_version="1.15", run_model_code=True, log=lines.append)
     assert mgr.universal_code_dir == models / "code" and mgr.start() is None
     assert _load(mgr).status == 200
+    assert any("is ignored (the 1.x images" in x for x in lines)
     assert b"json only" in _csv(mgr).body  # the universal script, the model's code ignored
     mgr.close()
 

@@ -251,6 +251,11 @@ class ModelManager:
             self.log(f"kdiag serve: model {name}: {ep.code_dir}/inference.py fails at import "
                      f"({error})")
             return Answer(500, _FALCON_500, JSON, f"its inference.py fails at import: {error}")
+        if self.gen.name == "G1":
+            ignored = ep.artifact_code_dir if archive else self.local_path(f"{name}/model/code")
+            if ignored is not None and (ignored / "inference.py").is_file():
+                note += (f"; its own {ignored / 'inference.py'} is ignored (the 1.x images "
+                         "read only the universal script)")
         self.log(f"kdiag serve: model {name}: {note}")
         try:
             seconds = load_model(ep)
