@@ -61,12 +61,12 @@ class Served:
         raise AssertionError(f"no URL; stdout {self.stdout!r} stderr {self.stderr[-5:]!r}")
 
     def stop(self) -> None:
-        """SIGTERM first, as Ctrl-C: kdiag serve removes its extraction folders on the way out
-        (SIGKILL, only if it hangs, would leave them)."""
+        """SIGTERM, as a supervisor stops it: serve removes its extraction folder. SIGKILL
+        only if it does not stop (the suite's temp-folder check then names the test)."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc.wait(10)
