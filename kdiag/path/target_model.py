@@ -1,7 +1,8 @@
 """invoke_endpoint(TargetModel=...): the name a multi-model endpoint serves the target under.
 
 One rule for every command that takes `--target-model` (validate, replay in-process, on Ray
-and over a capture) and for `kdiag serve --multi-model`, which loads the target itself.
+and over a capture) and for the multi-model server (kdiag.serve.multi_model), which loads the
+target itself.
 """
 
 from __future__ import annotations
