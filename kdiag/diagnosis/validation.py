@@ -33,6 +33,7 @@ from kdiag.payloads.recover import (
     group_tensors,
     length_groups,
     recover,
+    requested_signature,
 )
 
 
@@ -104,7 +105,8 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
             # (FAILED_PRECONDITION, which TF Serving answers with 400), as replay shows.
             res.accepted, res.status, res.stage = False, 400, "model"
             res.status_candidates = None
-    sig = pick_signature(signatures, opts.signature_name) if signatures else None
+    sig = pick_signature(signatures, opts.signature_name or requested_signature(
+        req.body_bytes, req.content_type, signatures)) if signatures else None
     diagnose(res, req, signatures, opts, sig)
     if propose_fix and sig is not None and wants_fix(res):
         attach_fixed_payload(res, req, signatures, opts, sig)
@@ -306,7 +308,8 @@ def _per_length(rec: Recovered, req: Request, signatures: list[Signature], opts:
                 run_graph is not None and run_graph(part_req)):
             return None
         out.append({"rows": list(g.rows), "lengths": g.lengths, "content_type": content_type,
-                    "body": body})
+                    "body": body, "verified": ["container", "tfs-parse", "signature"]
+                    + (["graph"] if run_graph is not None else [])})
     return out
 
 

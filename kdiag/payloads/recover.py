@@ -665,6 +665,7 @@ class Sent:
 
     form: str  # "instances" | "inputs" | "bare" (an object without either key) | "list" | "csv"
     data: Any
+    signature_name: str | None = None  # the body's own "signature_name", when a string
 
 
 def read_sent(body: bytes | str, content_type: str | None) -> Sent | None:
@@ -677,11 +678,23 @@ def read_sent(body: bytes | str, content_type: str | None) -> Sent | None:
     if (content_type or "").split(";")[0].strip().lower() == "text/csv":
         return Sent("csv", value)
     if isinstance(value, dict):
+        named = value.get("signature_name")
+        named = named if isinstance(named, str) and named else None
         for key in ("instances", "inputs"):
             if key in value:
-                return Sent(key, _unjson(value[key], []))
-        return Sent("bare", value)
+                return Sent(key, _unjson(value[key], []), named)
+        return Sent("bare", value, named)
     return Sent("list", value)
+
+
+def requested_signature(req_body: bytes, content_type: str | None,
+                        signatures: list[Signature]) -> str | None:
+    """The signature a JSON body names with "signature_name", when the model has it: TF
+    Serving runs that one, so the diagnosis and the fix must read it too (even when parsing
+    fails later)."""
+    sent = read_sent(req_body, content_type)
+    name = sent.signature_name if sent is not None else None
+    return name if name is not None and any(s.name == name for s in signatures) else None
 
 
 def _examples(value: Any, sig: Signature, steps: list[str]) -> Recovered | None:
