@@ -419,6 +419,13 @@ def test_ragged_rows_without_a_mask_input_say_padding_changes_the_numbers():
                                                                               [[4, 5]]]
 
 
+def test_more_row_lengths_than_can_be_listed_are_counted_not_listed():
+    res = run(MASKED, {"signature_name": "no_mask",
+                       "instances": [list(range(1, n + 2)) for n in range(17)]})
+    assert "17 lengths, too many to list" in root(res).fix
+    assert fixed(res, MASKED).get("per_length") is None
+
+
 def _pooled(endpoint, body: str) -> list:
     from kdiag.replays.replay import replay_one
 

@@ -313,10 +313,12 @@ def ragged_rule(res: ValidationResult, req: Request, sig: Signature,
     if not (size_error or masks_left_out):
         return None
     details = []
+    n_lengths = 0
     for name, col in columns.items():
         by = rc.ragged_lengths(col)
         if by:
             details.append(f"`{name}`: {_rows_text(by)}")
+            n_lengths = max(n_lengths, len(by))
     if not details:
         return None
     text = "Ragged rows: " + " | ".join(details) + ". A tensor must be rectangular, so TF " \
@@ -333,9 +335,14 @@ def ragged_rule(res: ValidationResult, req: Request, sig: Signature,
         pad += (" (the fixed payload below does this): the model has no mask input, so padding "
                 "changes the numbers unless the model masks internally (e.g. "
                 "Embedding(mask_zero=True)); the graph decides, and replay with the model shows it")
-    per_length = ("send one request per row length (listed below; each gives the notebook's "
-                  "numbers)" if not fixed else
-                  "one request per length does not work here, since " + ", ".join(fixed))
+    if fixed:
+        per_length = "one request per length does not work here, since " + ", ".join(fixed)
+    elif n_lengths > rc.MAX_LENGTH_GROUPS:
+        per_length = (f"send one request per row length ({n_lengths} lengths, too many to list: "
+                      "group the rows by length in the client; each gives the notebook's numbers)")
+    else:
+        per_length = ("send one request per row length (listed below; each gives the notebook's "
+                      "numbers)")
     return Finding("KD304", "error", "tfs-parse", text + ".", f"Choose: {pad}; or {per_length}.")
 
 
