@@ -692,6 +692,8 @@ def requested_signature(req_body: bytes, content_type: str | None,
     """The signature a JSON body names with "signature_name", when the model has it: TF
     Serving runs that one, so the diagnosis and the fix must read it too (even when parsing
     fails later)."""
+    if len(signatures) < 2 or b'"signature_name"' not in req_body:
+        return None  # nothing to choose, or not named: no second parse of a large body
     sent = read_sent(req_body, content_type)
     name = sent.signature_name if sent is not None else None
     return name if name is not None and any(s.name == name for s in signatures) else None
