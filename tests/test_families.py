@@ -426,6 +426,27 @@ def test_more_row_lengths_than_can_be_listed_are_counted_not_listed():
     assert fixed(res, MASKED).get("per_length") is None
 
 
+def test_the_per_length_requests_are_printed_in_text_json_and_html(tmp_path):
+    from click.testing import CliRunner
+
+    import kdiag
+    from kdiag.cli import cli
+
+    body = tmp_path / "ragged.json"
+    body.write_text('{"instances": [{"tokens": [1, 2, 3]}, {"tokens": [4, 5]}]}')
+    sig = str(MODELS / MASKED)
+    text = CliRunner().invoke(cli, ["validate", str(body), "--signature", sig],
+                              env={"COLUMNS": "200"})
+    assert text.exit_code == 1
+    assert "Or one request per row length (2 requests" in text.output
+    assert 'rows 1: {"instances":[{"attention_mask":[1,1],"tokens":[4,5]}]}' in text.output
+    doc = json.loads(CliRunner().invoke(cli, ["validate", str(body), "--signature", sig,
+                                              "--format", "json"]).output)
+    assert [p["rows"] for p in doc["fixed_payload"]["per_length"]] == [[0], [1]]
+    html = kdiag.validate(body, sig)._repr_html_()
+    assert "Or one request per row length: rows 1:" in html
+
+
 def _pooled(endpoint, body: str) -> list:
     from kdiag.replays.replay import replay_one
 
