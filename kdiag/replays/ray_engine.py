@@ -34,8 +34,13 @@ from typing import Any
 
 from kdiag.comparison import Comparator, CompareConfig
 from kdiag.errors import KdiagError
-from kdiag.replays.capture import CaptureFile, CaptureStats, records_in_file
-from kdiag.replays.capture_replay import CHUNK, CaptureReplayResult, ReplayedBlock, add_block
+from kdiag.replays.capture import (
+    CaptureFile,
+    CaptureStats,
+    records_of_files,
+    require_some_readable,
+)
+from kdiag.replays.capture_replay import CaptureReplayResult, add_block, blocks_of
 from kdiag.replays.capture_results import parquet_results
 from kdiag.replays.capture_source import CaptureSource, list_files, read_lines
 from kdiag.replays.replay import BLOCK
@@ -185,24 +190,19 @@ class RayCaptureResult:
     """The in-process result plus what only the Ray job reports."""
 
     result: CaptureReplayResult
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
     out_files: list[str] = field(default_factory=list)
 
     @property
-    def findings(self) -> list:
-        from kdiag.diagnosis.findings import Finding
+    def unreadable(self) -> list[tuple[str, str]]:  # (file, why): KD881, as in-process
+        return self.result.stats.unreadable
 
-        return self.result.findings + [
-            Finding("KD881", "error", "capture", f"Not replayed: {why}",
-                    "Check the file: kdiag replay --capture FILE --model MODEL, run alone, names "
-                    "the problem; the other files were replayed.")
-            for _name, why in self.unreadable]
+    @property
+    def findings(self) -> list:
+        return self.result.findings
 
     def to_json(self) -> dict:
         doc = self.result.to_json()
         doc["engine"] = "ray"
-        doc["unreadable_files"] = [{"file": f, "error": e} for f, e in self.unreadable]
-        doc["findings"] = [f.to_dict() for f in self.findings]
         doc["parquet_files"] = self.out_files
         return doc
 
@@ -218,63 +218,20 @@ def read_capture_rows(batch: dict, *, src: CaptureSource, since: datetime | None
     for index, blob in zip(batch["index"], batch["file"], strict=True):
         f: CaptureFile = pickle.loads(blob)
         stats = CaptureStats()
-        error = None
-        try:
-            recs = list(records_in_file(f.path, read_lines(src, f, max_line), since=since,
-                                        until=until, stats=stats, max_line=max_line))
-        except KdiagError as e:
-            recs, error = [], str(e)
-        for start in range(0, len(recs), CHUNK):
+        recs = list(records_of_files([f], lambda f: read_lines(src, f, max_line), since=since,
+                                     until=until, stats=stats, max_line=max_line,
+                                     keep_going=True))
+        error = stats.unreadable[0][1] if stats.unreadable else None
+        for block in blocks_of(recs):
             kinds.append("block")
             indexes.append(int(index))
-            lines.append(recs[start].line)
-            payloads.append(pickle.dumps(recs[start:start + CHUNK]))
+            lines.append(block[0].line)
+            payloads.append(pickle.dumps(block))
         kinds.append("file")
         indexes.append(int(index))
         lines.append(_FILE_ROW_LINE)
         payloads.append(pickle.dumps((f.path, stats, error)))
     return {"kind": kinds, "index": indexes, "line": lines, "payload": payloads}
-
-
-def _replay_safely(endpoint: Any, recs: list, max_batch: int) -> ReplayedBlock:
-    """replay_block; when the batch's run raises, record by record, a raising record becoming
-    that record's local error (a finding for it, not a failed job)."""
-    from kdiag.replays.capture_replay import replay_block
-    from kdiag.replays.outputs import capture_output_tensors
-
-    try:
-        return replay_block(endpoint, recs, max_batch=max_batch)
-    except Exception:  # noqa: BLE001 - isolate the record that breaks the run
-        pass
-    parts = []
-    for rec in recs:
-        try:
-            parts.append(replay_block(endpoint, [rec], max_batch=max_batch))
-        except Exception as e:  # noqa: BLE001
-            tensors, _unnamed, cap_err = capture_output_tensors(rec.output)
-            res = crash_result(rec.id, e)
-            parts.append(ReplayedBlock(
-                ids=[rec.id], captured=[tensors], captured_errors={0: cap_err} if cap_err else {},
-                local=[None], local_errors={0: f"the local replay crashed: {res.error}"},
-                results={0: res}, rejected_locally=1))
-    return concat_blocks(parts)
-
-
-def concat_blocks(parts: list[ReplayedBlock]) -> ReplayedBlock:
-    """Several replayed blocks as one, positions renumbered."""
-    out = ReplayedBlock(ids=[], captured=[], captured_errors={}, local=[], local_errors={},
-                        results={})
-    for p in parts:
-        base = len(out.ids)
-        out.ids += p.ids
-        out.captured += p.captured
-        out.local += p.local
-        out.captured_errors.update({base + i: e for i, e in p.captured_errors.items()})
-        out.local_errors.update({base + i: e for i, e in p.local_errors.items()})
-        out.results.update({base + i: r for i, r in p.results.items()})
-        out.replayed_ok += p.replayed_ok
-        out.rejected_locally += p.rejected_locally
-    return out
 
 
 class _CaptureReplayActor:
@@ -287,13 +244,14 @@ class _CaptureReplayActor:
         self.config = config
 
     def __call__(self, batch: dict) -> dict:
+        from kdiag.replays.capture_replay import replay_block
         from kdiag.replays.capture_results import record_rows
 
         payloads = list(batch["payload"])
         for i, kind in enumerate(batch["kind"]):
             if kind == "block":
                 recs = pickle.loads(payloads[i])
-                blk = _replay_safely(self.endpoint, recs, self.max_batch)
+                blk = replay_block(self.endpoint, recs, max_batch=self.max_batch)
                 rows = record_rows(recs, blk, self.config)
                 # Only rejected records' results travel back: the driver lists them (their
                 # diagnosis and fixed payload); accepted ones are already in the rows.
@@ -312,16 +270,31 @@ def merge_stats(into: CaptureStats, part: CaptureStats) -> None:
     for reason, n in part.skipped.items():
         into.skipped[reason] = into.skipped.get(reason, 0) + n
     into.examples.extend(part.examples[: max(0, 5 - len(into.examples))])
+    into.unreadable.extend(part.unreadable)
+
+
+def first_records(src: CaptureSource, files: list[CaptureFile], limit: int, stats: CaptureStats,
+                  *, since: datetime | None, until: datetime | None, max_line: int
+                  ) -> list[dict]:
+    """--limit N: the first N records in file + line order, read on the driver (only the files
+    they need, like the in-process reader), as the rows of blocks the actors replay."""
+    recs = records_of_files(files, lambda f: read_lines(src, f, max_line), limit=limit,
+                            since=since, until=until, stats=stats, max_line=max_line,
+                            keep_going=True)
+    return [{"kind": "block", "index": n, "line": block[0].line, "payload": pickle.dumps(block)}
+            for n, block in enumerate(blocks_of(recs))]
 
 
 def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | None = None,
                           since: datetime | None = None, until: datetime | None = None,
                           shard: tuple[int, int] | None = None, max_batch: int = 256,
                           config: CompareConfig | None = None, out_dir: Path | None = None,
-                          opts: RayOptions = RayOptions(),
+                          opts: RayOptions = RayOptions(), limit: int | None = None,
                           max_line: int = MAX_LINE_BYTES) -> RayCaptureResult:
     """The capture replay as a Ray Data job; the same summary as capture_replay.replay_capture,
-    plus per-record rows written as Parquet files under `out_dir` (all or nothing)."""
+    plus per-record rows written as Parquet files under `out_dir` (all or nothing). With
+    `limit`, the first `limit` records (file + line order) are read on the driver and only
+    their replay runs on Ray."""
     require_ray()
     config = config or CompareConfig()
     src = CaptureSource(path, endpoint_url)
@@ -340,11 +313,16 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
 
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
-        items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
-        ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
-                            fn_kwargs={"src": src, "since": since, "until": until,
-                                       "settings": spec.settings, "max_line": max_line})
+        if limit is None:
+            items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
+            ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
+            ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
+                                fn_kwargs={"src": src, "since": since, "until": until,
+                                           "settings": spec.settings, "max_line": max_line})
+        else:
+            rows = first_records(src, files, limit, stats, since=since, until=until,
+                                 max_line=max_line)
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 200)))
         ds = ds.map_batches(_CaptureReplayActor, batch_size=1,
                             fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
                                                    "config": config},
@@ -353,15 +331,14 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for kind, payload in zip(batch["kind"], batch["payload"], strict=True):
                 if kind == "file":
-                    name, part, error = pickle.loads(payload)
+                    _name, part, _error = pickle.loads(payload)
                     merge_stats(stats, part)
-                    if error:
-                        ray_result.unreadable.append((name, error))
                     continue
                 rows, blk = pickle.loads(payload)
                 add_block(cmp, result, blk)
                 if writer is not None:
                     writer.add(rows)
+        require_some_readable(stats)  # before the Parquet folder is kept
     result.comparison = cmp.result()
     if writer is not None:
         ray_result.out_files = writer.files
@@ -370,41 +347,11 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
 
 # ---- folder / JSON-lines validate and replay -------------------------------------------------
 
-def crash_result(name: str | None, e: Exception) -> Any:
-    """A payload whose local run raised: a rejected result with finding KD880."""
-    from kdiag.diagnosis.findings import Finding
-    from kdiag.replays.replay import ReplayResult
-
-    why = f"{type(e).__name__}: {e}"[:500]
-    return ReplayResult(accepted=False, status=500, stage="model", error=why, name=name,
-                        findings=[Finding("KD880", "error", "model",
-                                          f"The local model run crashed on this payload: {why}",
-                                          "Replay it alone to see the traceback: kdiag --debug "
-                                          "replay FILE --model MODEL")])
-
-
-def _isolated(call: Callable[[list], list], items: list) -> list:
-    """call(items); when it raises, item by item, an item that still raises getting a crash
-    result (a finding for it, not a failed job)."""
-    try:
-        return list(call(items))
-    except Exception:  # noqa: BLE001 - find the item that breaks the block
-        pass
-    out = []
-    for item in items:
-        try:
-            out += call([item])
-        except Exception as e:  # noqa: BLE001
-            out.append(crash_result(getattr(item, "name", None), e))
-    return out
-
-
 def _map_payloads(batch: dict, *, fn: Callable, settings: DriverSettings) -> dict:
     """Ray task: fn(payloads) on each row's block of payloads (validate needs no model)."""
     settings.apply()
     return {"index": list(batch["index"]),
-            "results": [pickle.dumps(_isolated(fn, pickle.loads(blob)))
-                        for blob in batch["items"]]}
+            "results": [pickle.dumps(list(fn(pickle.loads(blob)))) for blob in batch["items"]]}
 
 
 class _PayloadReplayActor:
@@ -418,8 +365,7 @@ class _PayloadReplayActor:
 
     def __call__(self, batch: dict) -> dict:
         return {"index": list(batch["index"]),
-                "results": [pickle.dumps(_isolated(lambda b: self.fn(b, self.endpoint),
-                                                   pickle.loads(blob)))
+                "results": [pickle.dumps(list(self.fn(pickle.loads(blob), self.endpoint)))
                             for blob in batch["items"]]}
 
 
