@@ -183,6 +183,53 @@ def _actor_cpus(local: bool, workers: int) -> float:
     return max(0.25, min(1.0, (cpus - 0.25) / workers))
 
 
+def ordered_batches(build: Callable[[], Any]) -> Iterator[dict]:
+    """The batches of the dataset `build()` makes, in input order. Ray Data needs a driver
+    that is part of the cluster, which a Ray Client (ray://) connection is not: there the
+    dataset is built and iterated by a small actor on the cluster (no CPU of its own), which
+    hands the batches back a few at a time; `build` travels to it pickled."""
+    import ray
+
+    if not _is_client(ray):
+        yield from _iterate(build)
+        return
+    job = ray.remote(num_cpus=0, max_restarts=0)(_RemoteDriver).remote(build)
+    try:
+        while chunk := ray.get(job.next.remote()):
+            yield from chunk
+    finally:
+        ray.kill(job)
+
+
+def _iterate(build: Callable[[], Any]) -> Iterator[dict]:
+    import ray.data
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    _quiet_ray_data()
+    return build().iter_batches(batch_size=None, batch_format="numpy")
+
+
+class _RemoteDriver:
+    """Ray actor on the cluster: runs a Ray Data job for a Ray Client driver."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.batches = iter(_iterate(build))
+
+    def next(self, n: int = 8) -> list[dict]:
+        from itertools import islice
+
+        return list(islice(self.batches, n))
+
+
+def _is_client(ray: Any) -> bool:
+    try:
+        from ray.util.client import ray as client
+
+        return bool(client.is_connected())
+    except ImportError:
+        return False
+
+
 # ---- capture replay ---------------------------------------------------------------------------
 
 @dataclass
@@ -309,26 +356,29 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
     ray_result = RayCaptureResult(result)
     cmp = Comparator(config)
     with parquet_results(out_dir) as writer, ray_session(opts) as local:
-        import ray.data
+        rows = None if limit is None else first_records(src, files, limit, stats, since=since,
+                                                        until=until, max_line=max_line)
 
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        if limit is None:
-            items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
-            ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
-            ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
-                                fn_kwargs={"src": src, "since": since, "until": until,
-                                           "settings": spec.settings, "max_line": max_line})
-        else:
-            rows = first_records(src, files, limit, stats, since=since, until=until,
-                                 max_line=max_line)
-            ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 200)))
-        ds = ds.map_batches(_CaptureReplayActor, batch_size=1,
-                            fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
-                                                   "config": config},
-                            compute=ray.data.ActorPoolStrategy(size=opts.workers),
-                            num_cpus=_actor_cpus(local, opts.workers), **_bounded_retries())
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        def build() -> Any:
+            import ray.data
+
+            if rows is None:
+                items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
+                ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
+                ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
+                                    fn_kwargs={"src": src, "since": since, "until": until,
+                                               "settings": spec.settings,
+                                               "max_line": max_line})
+            else:
+                ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 200)))
+            return ds.map_batches(_CaptureReplayActor, batch_size=1,
+                                  fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
+                                                         "config": config},
+                                  compute=ray.data.ActorPoolStrategy(size=opts.workers),
+                                  num_cpus=_actor_cpus(local, opts.workers),
+                                  **_bounded_retries())
+
+        for batch in ordered_batches(build):
             for kind, payload in zip(batch["kind"], batch["payload"], strict=True):
                 if kind == "file":
                     _name, part, _error = pickle.loads(payload)
@@ -369,18 +419,20 @@ class _PayloadReplayActor:
                             for blob in batch["items"]]}
 
 
-def _run_payload_job(items: list, opts: RayOptions, build: Callable) -> list:
-    """Items through a Ray Data pipeline built by `build(ds, local)`, in rows of BLOCK items
-    (the blocks the in-process replay stacks); the results in input order."""
+def _run_payload_job(items: list, opts: RayOptions, stage: Callable) -> list:
+    """Items through the Ray Data stage `stage(ds, local)` adds, in rows of BLOCK items (the
+    blocks the in-process replay stacks); the results in input order."""
+    rows = [{"index": i, "items": pickle.dumps(items[i:i + BLOCK])}
+            for i in range(0, len(items), BLOCK)]
     with ray_session(opts) as local:
-        import ray.data
 
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
-        rows = [{"index": i, "items": pickle.dumps(items[i:i + BLOCK])}
-                for i in range(0, len(items), BLOCK)]
-        ds = build(ray.data.from_items(rows, override_num_blocks=len(rows)), local)
+        def build() -> Any:
+            import ray.data
+
+            return stage(ray.data.from_items(rows, override_num_blocks=len(rows)), local)
+
         results: list = []
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in ordered_batches(build):
             for index, blob in zip(batch["index"], batch["results"], strict=True):
                 if int(index) != len(results):
                     raise KdiagError("Ray returned the blocks out of order (preserve_order).")
