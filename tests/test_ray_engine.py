@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -157,3 +161,62 @@ def test_capture_faults_and_limit_on_ray_match_in_process(local_ray, tmp_path):
     assert crash["verdict"] == "error" and crash["local_codes"] == "KD880"
     assert "crashed" in crash["local_error"] and "UnicodeEncodeError" in crash["local_error"]
     assert all(r["verdict"] == "agree" for r in rows_ray if r is not crash)
+
+
+class ActorKiller(threading.Thread):
+    """Watches the process table for a capture replay actor at work (Ray titles an actor's
+    process after the method it runs: ...(_CaptureReplayActor)).submit) and SIGKILLs the
+    first one it sees, once; then notes every replay actor process that runs after it."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.killed: int | None = None
+        self.after: set[int] = set()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for pid, title in _ray_titles():
+                if "_CaptureReplayActor" not in title or ".submit" not in title:
+                    continue
+                if self.killed is None:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed = pid
+                elif pid != self.killed:
+                    self.after.add(pid)
+            time.sleep(0.02)
+
+
+def _ray_titles():
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as fh:
+                    title = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("ray::"):
+                yield int(name), title
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds Ray's actor processes in /proc")
+def test_a_replay_actor_killed_mid_job_is_restarted_and_the_results_are_the_same(
+        s3_capture, local_ray, tmp_path):
+    """SIGKILL the replay actor while it replays a batch: Ray restarts it and retries the
+    batch, and the job gives the in-process results record by record."""
+    common = ["replay", "--capture", "s3://capture/cap/ep", "--model", CUSTOM,
+              "--endpoint-url", s3_capture, "--since", gen.SINCE,
+              "--until", "2024-05-01T11:00:00Z", "--atol", "1e-4"]
+    code_in, doc_in = run(*common, "--out", str(tmp_path / "in"))
+    killer = ActorKiller()
+    killer.start()
+    try:
+        code_ray, doc_ray = run(*common, "--engine", "ray", "--out", str(tmp_path / "ray"))
+    finally:
+        killer.done.set()
+        killer.join()
+    assert killer.killed is not None, "never saw a replay actor at work"
+    assert killer.after, "no replay actor ran after the kill"
+    assert code_ray == code_in
+    assert _comparable(doc_ray) == _comparable(doc_in) and doc_in["records"] > 1500
+    assert pq.read_table(tmp_path / "ray").to_pylist() == pq.read_table(tmp_path / "in").to_pylist()
