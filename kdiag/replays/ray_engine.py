@@ -12,10 +12,18 @@ summary is bit for bit the same; the per-record rows (capture_results.record_row
 Folder/JSON-lines `validate` and `replay`: the payloads are read on the driver and validated or
 replayed in the actor pool with the in-process functions, results returned in input order.
 
+A Ray Client driver (--address ray://host:10001) is not part of the cluster, and Ray Data needs
+one that is: there the job is built and iterated by a CPU-less actor on the cluster
+(ordered_batches), which hands the batches back a few at a time.
+
+--limit N: the first N records in file + line order are read on the driver (capture.
+records_of_files, the in-process reader's loop) and only their replay runs on Ray.
+
 Faults: an actor that dies is restarted and its batch retried by Ray (a bounded number of
-times); a batch whose model run raises is replayed record by record, and a record that still
-raises becomes that record's local error; a capture file that cannot be read is reported by name
-and the others go on.
+times). A record whose replay raises is isolated by replay.replay_many, which both engines run:
+it becomes that record's KD880, the same on either engine. A capture file that cannot be read
+is reported by name (KD881, capture.CaptureStats.unreadable) and the others go on, as in
+process; none readable is exit 2 (capture.require_some_readable).
 """
 
 from __future__ import annotations

@@ -222,7 +222,7 @@ def crash_result(name: str | None, e: Exception) -> ReplayResult:
     why = f"{type(e).__name__}: {e}"[:500]
     return ReplayResult(accepted=False, status=500, stage="model", error=why, name=name,
                         findings=[Finding("KD880", "error", "model",
-                                          f"The local model run crashed on this payload: {why}",
+                                          f"The local replay crashed on this payload: {why}",
                                           "Replay it alone to see the traceback: kdiag --debug "
                                           "replay FILE --model MODEL")])
 
