@@ -72,7 +72,7 @@ def ray_cluster():
                 if time.monotonic() > deadline:
                     pytest.fail("the Ray Client port did not open within 120 s")
                 time.sleep(0.3)
-        yield f"ray://127.0.0.1:{client_port}"
+        yield f"ray://127.0.0.1:{client_port}", temp
     finally:
         _stop(head)
         log.close()
@@ -90,12 +90,22 @@ def _stop(head: subprocess.Popen) -> None:
     head.wait(30)
 
 
-def kdiag_json(*args: str) -> tuple[int, dict]:
-    """kdiag in a child process (a Ray Client connection is per process)."""
-    p = subprocess.run([sys.executable, "-m", "kdiag", *args, "--format", "json"],
+def kdiag_json(cluster: tuple[str, str], *args: str) -> tuple[int, dict]:
+    """kdiag in a child process (a Ray Client connection is per process) on the cluster."""
+    address, temp = cluster
+    p = subprocess.run([sys.executable, "-m", "kdiag", *args, "--engine", "ray", "--address",
+                        address, "--format", "json"],
                        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
-    assert p.returncode in (0, 1), p.stderr[-3000:]
+    assert p.returncode in (0, 1), p.stderr[-3000:] + _client_server_logs(temp)
     return p.returncode, json.loads(p.stdout)
+
+
+def _client_server_logs(temp: str) -> str:
+    """What the cluster's Ray Client servers said (why a connection failed)."""
+    from pathlib import Path
+
+    return "".join(f"\n--- {f.name}\n{f.read_text(errors='replace')[-3000:]}"
+                   for f in sorted(Path(temp).glob("session_*/logs/ray_client_server*")))
 
 
 def in_process(*args: str) -> tuple[int, dict]:
@@ -111,13 +121,12 @@ def test_validate_and_capture_replay_on_a_cluster_match_in_process(ray_cluster, 
         row = ["x", 2, 3, 4, 5] if i == 4 else [i, 2.5, 3, 4, 5]
         (bodies / f"b{i}.json").write_text(json.dumps({"instances": [row]}))
     validate = ["validate", str(bodies), "--signature", CUSTOM]
-    assert kdiag_json(*validate, "--engine", "ray", "--address", ray_cluster) == \
-        in_process(*validate)
+    assert kdiag_json(ray_cluster, *validate) == in_process(*validate)
 
     gen.write_capture(tmp_path / "cap", 200)  # the cluster runs here: it reads the same path
     replay = ["replay", "--capture", str(tmp_path / "cap"), "--model", CUSTOM,
               "--since", gen.SINCE, "--until", gen.UNTIL, "--atol", "1e-4"]
-    code_ray, doc_ray = kdiag_json(*replay, "--engine", "ray", "--address", ray_cluster)
+    code_ray, doc_ray = kdiag_json(ray_cluster, *replay)
     code_in, doc_in = in_process(*replay)
     assert code_ray == code_in == 1 and doc_ray["engine"] == "ray"
     assert {k: doc_ray[k] for k in doc_in} == doc_in

@@ -140,16 +140,36 @@ def ray_session(opts: RayOptions) -> Iterator[bool]:
         if address is None:
             kwargs["num_cpus"] = os.cpu_count() or 1
             kwargs["runtime_env"] = {"env_vars": local_worker_env()}
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise KdiagError(f"Cannot start or reach Ray{f' at {address}' if address else ''}"
-                             f": {e}") from e
+        _init(ray, address, kwargs)
         _quiet_ray_data()
         try:
             yield address is None
         finally:
             ray.shutdown()
+
+
+CLIENT_ATTEMPTS = 3  # a Ray Client's server-side process sometimes fails to start; try again
+
+
+def _init(ray: Any, address: str | None, kwargs: dict) -> None:
+    """ray.init, with a clear message when Ray cannot start or be reached. Through the Ray
+    Client, the cluster starts a server process per connection, which now and then dies at
+    start-up ("Initialization failure from server"): that connection is tried again."""
+    import time
+
+    attempts = CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            if attempt < attempts and "Initialization failure from server" in str(e):
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                time.sleep(attempt)
+                continue
+            raise KdiagError(f"Cannot start or reach Ray{f' at {address}' if address else ''}"
+                             f": {e}") from e
 
 
 def local_worker_env() -> dict[str, str]:
