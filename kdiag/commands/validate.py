@@ -33,8 +33,8 @@ Examples:
 
 \b
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
-findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes, verified},
-stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
+findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes,
+verified, per_length (ragged rows: one unpadded request per row length)}, stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
 Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or unreadable input.
 """
 
