@@ -111,3 +111,53 @@ def upload_capture(client, bucket: str, prefix: str, n: int) -> None:
     client.create_bucket(Bucket=bucket)
     for key, data in capture_files(n).items():
         client.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)
+
+
+# ---- faults: a record whose replay crashes, a file that cannot be read ----------------------
+
+CRASH_X = [7.0, 7.0, 7.0, 7.0, 7.0]  # the model answers 11.5 to it
+CRASHING_HANDLER = '''
+def input_handler(data, context):
+    return data.read().decode("utf-8")
+
+
+def output_handler(response, context):
+    body = response.content.decode("utf-8")
+    if "11.5" in body:
+        # A lone surrogate: the container path cannot encode the answer. A real crash in the
+        # local replay (not a rejection), the kind --engine ray must isolate to its record.
+        return body + "\\ud800", context.accept_header
+    return body, context.accept_header
+'''
+
+
+def write_crashing_code(folder) -> None:
+    """code/inference.py whose answer to CRASH_X makes the local replay raise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "inference.py").write_text(CRASHING_HANDLER)
+
+
+def fault_line(i: int, x: list[float]) -> str:
+    y = sum(a * w for a, w in zip(x, WEIGHTS, strict=True)) + 1
+    return json.dumps({
+        "captureData": {
+            "endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+                              "data": json.dumps({"instances": [x]}), "encoding": "JSON"},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                               "data": json.dumps({"predictions": [[y]]}), "encoding": "JSON"}},
+        "eventMetadata": {"eventId": f"ev-{i}", "inferenceId": f"req-{i}",
+                          "inferenceTime": "2024-05-01T10:00:00Z"},
+        "eventVersion": "0"})
+
+
+def write_faulty_capture(root, crash_at: int = 12) -> None:
+    """Three capture files in path order: a.jsonl (30 records, record `crash_at` is CRASH_X),
+    b.jsonl.gz (not gzip: unreadable), c.jsonl (30 records)."""
+    hour = root / "ep/AllTraffic/2024/05/01/10"
+    hour.mkdir(parents=True, exist_ok=True)
+    a = [fault_line(i, CRASH_X if i == crash_at else [float(i % 5), 1, 2, 3, 4])
+         for i in range(30)]
+    (hour / "a.jsonl").write_text("\n".join(a) + "\n")
+    (hour / "b.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00 this is not gzip data")
+    c = [fault_line(i, [float(i % 3), 2, 2, 2, 2]) for i in range(30, 60)]
+    (hour / "c.jsonl").write_text("\n".join(c) + "\n")

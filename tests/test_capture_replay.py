@@ -179,3 +179,37 @@ def test_records_rejected_locally_come_with_their_cause_and_a_fix_that_passes(tm
     assert again.accepted
     t = CliRunner().invoke(cli, ["replay", "--capture", str(cap), "--model", CUSTOM])
     assert "Rejected by the local path" in t.output and "send instead" in t.output
+
+
+def test_a_crashing_record_and_an_unreadable_file_are_findings_and_the_rest_is_replayed(
+        tmp_path):
+    """In process, as on Ray: the record whose replay raises is that record's KD880, the file
+    that cannot be read is a KD881 naming it, and the other records and files are replayed."""
+    from tests import _capture_gen as gen
+
+    gen.write_faulty_capture(tmp_path / "cap")
+    gen.write_crashing_code(tmp_path / "code")
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(tmp_path / "cap"), "--model", CUSTOM,
+                                 "--code", str(tmp_path / "code"), "--format", "json"])
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    assert doc["records"] == 60 and doc["replayed_ok"] == 59 and doc["rejected_locally"] == 1
+    assert doc["read"]["files"] == 3
+    (crash,) = doc["rejected"]
+    assert crash["id"] == "req-12" and crash["code"] == "KD880"
+    assert "UnicodeEncodeError" in crash["cause"]
+    (bad,) = doc["unreadable_files"]
+    assert bad["file"].endswith("b.jsonl.gz")
+    (kd881,) = [f for f in doc["findings"] if f["code"] == "KD881"]
+    assert "b.jsonl.gz" in kd881["message"]
+
+
+def test_a_capture_none_of_whose_files_can_be_read_is_a_usage_error(tmp_path):
+    hour = tmp_path / "ep/AllTraffic/2024/05/01/10"
+    hour.mkdir(parents=True)
+    (hour / "a.jsonl.gz").write_bytes(b"not gzip")
+    (hour / "b.jsonl").write_text("nonsense\n" * 25)
+    r = CliRunner().invoke(cli, ["replay", "--capture", str(tmp_path), "--model", CUSTOM])
+    assert r.exit_code == 2
+    assert "None of the 2 capture files could be read" in r.output
+    assert "Traceback" not in r.output

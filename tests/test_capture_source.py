@@ -103,9 +103,10 @@ def test_the_ray_read_stage_names_unreadable_files_and_reads_the_others(tmp_path
     assert records == [r for path in good
                        for r in iter_capture(path, since=SINCE, until=UNTIL)]
 
+    from kdiag.replays.capture import CaptureStats
     from kdiag.replays.capture_replay import CaptureReplayResult
 
-    result = RayCaptureResult(CaptureReplayResult(comparison=None),
-                              unreadable=sorted(errors.items()))
+    result = RayCaptureResult(CaptureReplayResult(
+        comparison=None, stats=CaptureStats(unreadable=sorted(errors.items()))))
     assert [f.code for f in result.findings] == ["KD881", "KD881"]
     assert "zz-broken.jsonl.gz" in result.findings[0].message

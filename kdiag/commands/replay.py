@@ -251,7 +251,7 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
     from kdiag.replays.capture import parse_shard
     from kdiag.replays.capture_replay import replay_capture
     from kdiag.replays.outputs import result_line
-    from kdiag.report import console, findings_table, progress_bar, render_capture_replay
+    from kdiag.report import console, progress_bar, render_capture_replay
     from kdiag.results import SCHEMA_VERSION
 
     config = CompareConfig(atol=atol.value(1e-5), rtol=rtol.value(1e-5),
@@ -269,9 +269,6 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                              "a folder path (no .jsonl), or leave out --engine ray.")
         from kdiag.replays.ray_engine import EndpointSpec, RayOptions, replay_capture_on_ray
 
-        if kwargs.pop("limit") is not None:
-            raise KdiagError("--limit is for a quick look on this machine: leave out "
-                             "--engine ray, or narrow the job with --since/--until.")
         spec = _endpoint_spec(EndpointSpec, model, framework_version, code_dir, model_name,
                               target_model)
         on_ray = replay_capture_on_ray(spec, capture, out_dir=out,
@@ -298,7 +295,9 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
                                     on_record=write if sink is not None else None, **kwargs)
     from kdiag.diagnosis.findings import fails
 
-    failed = fails(result.findings, fail_on) or bool(on_ray and on_ray.unreadable)
+    # An unreadable capture file (KD881) fails the run whatever --fail-on says: part of the
+    # capture was not compared.
+    failed = fails(result.findings, fail_on) or bool(result.stats.unreadable)
     if fmt == "json":
         emit_json({"schema_version": SCHEMA_VERSION,
                    **(on_ray.to_json() if on_ray else result.to_json()),
@@ -306,8 +305,6 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
     else:
         con = console()
         render_capture_replay(result, con, failed=failed, out=None if parquet else out)
-        if on_ray and on_ray.findings:
-            findings_table(con, on_ray.findings)
         if parquet:
             con.print(f"Per-record results: {out}/ (Parquet)")
     exit_with(1 if failed else 0)

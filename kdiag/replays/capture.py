@@ -31,7 +31,7 @@ import contextlib
 import gzip
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,6 +94,9 @@ class CaptureStats:
     skipped: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
     filtered_out: int = 0
+    # (file, why) for files that could not be read to their end (their records before the
+    # damage were kept): reported by name (KD881) while the other files are read.
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     def skip(self, reason: str, where: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -321,14 +324,16 @@ def _lines(f: CaptureFile, endpoint_url: str | None, max_line: int
 def iter_capture(path: str, *, endpoint_url: str | None = None, limit: int | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  shard: tuple[int, int] | None = None, stats: CaptureStats | None = None,
-                 max_line: int = MAX_LINE_BYTES) -> Iterator[CaptureRecord]:
+                 max_line: int = MAX_LINE_BYTES, keep_going: bool = False
+                 ) -> Iterator[CaptureRecord]:
     """Decoded capture records, streamed in file then line order.
 
     `since`/`until` filter on inferenceTime (records without one are skipped when a window is
     given); `shard` = (K, N) keeps the files of shard K; `limit` stops after that many records.
     Unreadable lines, and lines over `max_line` bytes (never held in memory), are skipped and
     counted in `stats`; a file with no capture record at all
-    among its first lines is an error (it is not a capture file).
+    among its first lines is an error (it is not a capture file). With `keep_going`, a file that
+    cannot be read is listed in `stats.unreadable` and the next file is read instead.
     """
     st = stats if stats is not None else CaptureStats()
     files = list_capture_files(path, endpoint_url=endpoint_url, since=since, until=until)
@@ -339,16 +344,44 @@ def iter_capture(path: str, *, endpoint_url: str | None = None, limit: int | Non
     if shard is not None:
         k, n = shard
         files = [f for f in files if shard_of(f.relative, n) == k]
+    yield from records_of_files(
+        files, lambda f: (line for _, line in _lines(f, endpoint_url, max_line)), limit=limit,
+        since=since, until=until, stats=st, max_line=max_line, keep_going=keep_going)
+
+
+def records_of_files(files: Iterable[CaptureFile],
+                     lines_of: Callable[[CaptureFile], Iterable[bytes | LineTooLong]], *,
+                     limit: int | None = None, since: datetime | None = None,
+                     until: datetime | None = None, stats: CaptureStats | None = None,
+                     max_line: int = MAX_LINE_BYTES, keep_going: bool = False
+                     ) -> Iterator[CaptureRecord]:
+    """The records of `files` in file then line order, each file's lines from `lines_of` (the
+    in-process reader's boto3/local files, or pyarrow's filesystems on a Ray driver): the one
+    place for --limit (the first N records) and for what an unreadable file does."""
+    st = stats if stats is not None else CaptureStats()
     emitted = 0
     for f in files:
         st.files += 1
-        lines = (line for _, line in _lines(f, endpoint_url, max_line))
-        for rec in records_in_file(f.path, lines, since=since, until=until, stats=st,
-                                   max_line=max_line):
-            yield rec
-            emitted += 1
-            if limit is not None and emitted >= limit:
-                return
+        try:
+            for rec in records_in_file(f.path, lines_of(f), since=since, until=until,
+                                       stats=st, max_line=max_line):
+                yield rec
+                emitted += 1
+                if limit is not None and emitted >= limit:
+                    return
+        except KdiagError as e:
+            if not keep_going:
+                raise
+            st.unreadable.append((f.path, str(e)))
+
+
+def require_some_readable(stats: CaptureStats) -> None:
+    """A capture none of whose files could be read is bad input (exit 2), whatever the
+    engine; when some could, the unreadable ones are findings (KD881) and the run goes on."""
+    if stats.unreadable and len(stats.unreadable) >= stats.files:
+        first = stats.unreadable[0][1]
+        raise KdiagError(first if stats.files == 1 else
+                         f"None of the {stats.files} capture files could be read; first: {first}")
 
 
 def records_in_file(source: str, lines: Iterable[bytes | LineTooLong], *,

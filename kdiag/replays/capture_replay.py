@@ -8,7 +8,7 @@ reason, never skipped silently: finding KD715) and, per record, what the local r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby, islice
@@ -20,9 +20,14 @@ from kdiag.comparison import Comparator, CompareConfig, ComparisonResult
 from kdiag.diagnosis.findings import Finding
 from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
-from kdiag.replays.capture import CaptureRecord, CaptureStats, iter_capture
+from kdiag.replays.capture import (
+    CaptureRecord,
+    CaptureStats,
+    iter_capture,
+    require_some_readable,
+)
 from kdiag.replays.outputs import capture_output_tensors
-from kdiag.replays.replay import BLOCK, ReplayResult, replay_many
+from kdiag.replays.replay import BLOCK, ReplayResult, is_crash, replay_many
 from kdiag.safe_io import MAX_LINE_BYTES
 
 # Records replayed and compared per block (replay.BLOCK). A block holds consecutive records of
@@ -61,10 +66,14 @@ class CaptureReplayResult:
 
     def read_findings(self) -> list[Finding]:
         st = self.stats
+        out = [Finding("KD881", "error", "capture", f"Not replayed: {why}",
+                       "Check the file: kdiag replay --capture FILE --model MODEL, run alone, "
+                       "names the problem; the other files were replayed.")
+               for _name, why in st.unreadable]
         if not st.skipped:
-            return []
+            return out
         reasons = "; ".join(f"{n} {r}" for r, n in st.skipped.items())
-        return [Finding(
+        return out + [Finding(
             "KD715", "warning", "compare",
             f"{self.skipped_lines} of {st.lines} capture lines could not be read and were not "
             f"replayed ({reasons}); first: {st.examples[0] if st.examples else '?'}.",
@@ -81,6 +90,7 @@ class CaptureReplayResult:
                          "filtered_out": st.filtered_out,
                          "skipped": self.skipped_lines, "skipped_by_reason": dict(st.skipped),
                          "skipped_examples": list(st.examples)},
+                "unreadable_files": [{"file": f, "error": e} for f, e in st.unreadable],
                 "rejected": self.rejected,
                 "comparison": self.comparison.to_dict(),
                 "findings": [f.to_dict() for f in self.findings]}
@@ -139,6 +149,9 @@ def replay_block(endpoint: LocalEndpoint, block: list[CaptureRecord], *,
         if res.accepted:
             blk.local[i] = res.decoded
             blk.replayed_ok += 1
+        elif is_crash(res):
+            blk.local_errors[i] = f"the local replay crashed: {res.error}"
+            blk.rejected_locally += 1
         else:
             blk.local_errors[i] = f"local replay rejected it: {res.status} at {res.stage}"
             blk.rejected_locally += 1
@@ -164,6 +177,15 @@ def add_block(cmp: Comparator, out: CaptureReplayResult, blk: ReplayedBlock) -> 
             out.rejected.append(_rejected(blk.ids[i], res))
 
 
+def blocks_of(records: Iterable[CaptureRecord], chunk: int = CHUNK
+              ) -> Iterator[list[CaptureRecord]]:
+    """Records in the blocks every engine replays: up to `chunk` consecutive records of one
+    file."""
+    for _source, in_file in groupby(records, key=attrgetter("source")):
+        while block := list(islice(in_file, chunk)):
+            yield block
+
+
 def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | None = None,
                    limit: int | None = None, since: datetime | None = None,
                    until: datetime | None = None, shard: tuple[int, int] | None = None,
@@ -181,17 +203,18 @@ def replay_capture(endpoint: LocalEndpoint, path: str, *, endpoint_url: str | No
     cmp = Comparator(config or CompareConfig())
     out = CaptureReplayResult(comparison=None, stats=stats)  # type: ignore[arg-type]
     records = iter_capture(path, endpoint_url=endpoint_url, limit=limit, since=since,
-                           until=until, shard=shard, stats=stats, max_line=max_line)
-    for _source, in_file in groupby(records, key=attrgetter("source")):
-        while block := list(islice(in_file, chunk)):
-            blk = replay_block(endpoint, block, max_batch=max_batch)
-            add_block(cmp, out, blk)
-            if on_block:
-                on_block(block, blk)
-            if on_record is not None:
-                for i, rid in enumerate(blk.ids):
-                    on_record(rid, blk.local[i], blk.local_errors.get(i))
-            if progress:
-                progress(len(block))
+                           until=until, shard=shard, stats=stats, max_line=max_line,
+                           keep_going=True)
+    for block in blocks_of(records, chunk):
+        blk = replay_block(endpoint, block, max_batch=max_batch)
+        add_block(cmp, out, blk)
+        if on_block:
+            on_block(block, blk)
+        if on_record is not None:
+            for i, rid in enumerate(blk.ids):
+                on_record(rid, blk.local[i], blk.local_errors.get(i))
+        if progress:
+            progress(len(block))
+    require_some_readable(stats)
     out.comparison = cmp.result()
     return out

@@ -12,10 +12,18 @@ summary is bit for bit the same; the per-record rows (capture_results.record_row
 Folder/JSON-lines `validate` and `replay`: the payloads are read on the driver and validated or
 replayed in the actor pool with the in-process functions, results returned in input order.
 
+A Ray Client driver (--address ray://host:10001) is not part of the cluster, and Ray Data needs
+one that is: there the job is built and iterated by a CPU-less actor on the cluster
+(ordered_batches), which hands the batches back a few at a time.
+
+--limit N: the first N records in file + line order are read on the driver (capture.
+records_of_files, the in-process reader's loop) and only their replay runs on Ray.
+
 Faults: an actor that dies is restarted and its batch retried by Ray (a bounded number of
-times); a batch whose model run raises is replayed record by record, and a record that still
-raises becomes that record's local error; a capture file that cannot be read is reported by name
-and the others go on.
+times). A record whose replay raises is isolated by replay.replay_many, which both engines run:
+it becomes that record's KD880, the same on either engine. A capture file that cannot be read
+is reported by name (KD881, capture.CaptureStats.unreadable) and the others go on, as in
+process; none readable is exit 2 (capture.require_some_readable).
 """
 
 from __future__ import annotations
@@ -34,8 +42,13 @@ from typing import Any
 
 from kdiag.comparison import Comparator, CompareConfig
 from kdiag.errors import KdiagError
-from kdiag.replays.capture import CaptureFile, CaptureStats, records_in_file
-from kdiag.replays.capture_replay import CHUNK, CaptureReplayResult, ReplayedBlock, add_block
+from kdiag.replays.capture import (
+    CaptureFile,
+    CaptureStats,
+    records_of_files,
+    require_some_readable,
+)
+from kdiag.replays.capture_replay import CaptureReplayResult, add_block, blocks_of
 from kdiag.replays.capture_results import parquet_results
 from kdiag.replays.capture_source import CaptureSource, list_files, read_lines
 from kdiag.replays.replay import BLOCK
@@ -128,16 +141,36 @@ def ray_session(opts: RayOptions) -> Iterator[bool]:
         if address is None:
             kwargs["num_cpus"] = os.cpu_count() or 1
             kwargs["runtime_env"] = {"env_vars": local_worker_env()}
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise KdiagError(f"Cannot start or reach Ray{f' at {address}' if address else ''}"
-                             f": {e}") from e
+        _init(ray, address, kwargs)
         _quiet_ray_data()
         try:
             yield address is None
         finally:
             ray.shutdown()
+
+
+CLIENT_ATTEMPTS = 3  # a Ray Client's server-side process sometimes fails to start; try again
+
+
+def _init(ray: Any, address: str | None, kwargs: dict) -> None:
+    """ray.init, with a clear message when Ray cannot start or be reached. Through the Ray
+    Client, the cluster starts a server process per connection, which now and then dies at
+    start-up ("Initialization failure from server"): that connection is tried again."""
+    import time
+
+    attempts = CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            if attempt < attempts and "Initialization failure from server" in str(e):
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                time.sleep(attempt)
+                continue
+            raise KdiagError(f"Cannot start or reach Ray{f' at {address}' if address else ''}"
+                             f": {e}") from e
 
 
 def local_worker_env() -> dict[str, str]:
@@ -179,6 +212,53 @@ def _actor_cpus(local: bool, workers: int) -> float:
     return max(0.25, min(1.0, (cpus - 0.25) / workers))
 
 
+def ordered_batches(build: Callable[[], Any]) -> Iterator[dict]:
+    """The batches of the dataset `build()` makes, in input order. Ray Data needs a driver
+    that is part of the cluster, which a Ray Client (ray://) connection is not: there the
+    dataset is built and iterated by a small actor on the cluster (no CPU of its own), which
+    hands the batches back a few at a time; `build` travels to it pickled."""
+    import ray
+
+    if not _is_client(ray):
+        yield from _iterate(build)
+        return
+    job = ray.remote(num_cpus=0, max_restarts=0)(_RemoteDriver).remote(build)
+    try:
+        while chunk := ray.get(job.next.remote()):
+            yield from chunk
+    finally:
+        ray.kill(job)
+
+
+def _iterate(build: Callable[[], Any]) -> Iterator[dict]:
+    import ray.data
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    _quiet_ray_data()
+    return build().iter_batches(batch_size=None, batch_format="numpy")
+
+
+class _RemoteDriver:
+    """Ray actor on the cluster: runs a Ray Data job for a Ray Client driver."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.batches = iter(_iterate(build))
+
+    def next(self, n: int = 8) -> list[dict]:
+        from itertools import islice
+
+        return list(islice(self.batches, n))
+
+
+def _is_client(ray: Any) -> bool:
+    try:
+        from ray.util.client import ray as client
+
+        return bool(client.is_connected())
+    except ImportError:
+        return False
+
+
 # ---- capture replay ---------------------------------------------------------------------------
 
 @dataclass
@@ -186,24 +266,19 @@ class RayCaptureResult:
     """The in-process result plus what only the Ray job reports."""
 
     result: CaptureReplayResult
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
     out_files: list[str] = field(default_factory=list)
 
     @property
-    def findings(self) -> list:
-        from kdiag.diagnosis.findings import Finding
+    def unreadable(self) -> list[tuple[str, str]]:  # (file, why): KD881, as in-process
+        return self.result.stats.unreadable
 
-        return self.result.findings + [
-            Finding("KD881", "error", "capture", f"Not replayed: {why}",
-                    "Check the file: kdiag replay --capture FILE --model MODEL, run alone, names "
-                    "the problem; the other files were replayed.")
-            for _name, why in self.unreadable]
+    @property
+    def findings(self) -> list:
+        return self.result.findings
 
     def to_json(self) -> dict:
         doc = self.result.to_json()
         doc["engine"] = "ray"
-        doc["unreadable_files"] = [{"file": f, "error": e} for f, e in self.unreadable]
-        doc["findings"] = [f.to_dict() for f in self.findings]
         doc["parquet_files"] = self.out_files
         return doc
 
@@ -219,63 +294,20 @@ def read_capture_rows(batch: dict, *, src: CaptureSource, since: datetime | None
     for index, blob in zip(batch["index"], batch["file"], strict=True):
         f: CaptureFile = pickle.loads(blob)
         stats = CaptureStats()
-        error = None
-        try:
-            recs = list(records_in_file(f.path, read_lines(src, f, max_line), since=since,
-                                        until=until, stats=stats, max_line=max_line))
-        except KdiagError as e:
-            recs, error = [], str(e)
-        for start in range(0, len(recs), CHUNK):
+        recs = list(records_of_files([f], lambda f: read_lines(src, f, max_line), since=since,
+                                     until=until, stats=stats, max_line=max_line,
+                                     keep_going=True))
+        error = stats.unreadable[0][1] if stats.unreadable else None
+        for block in blocks_of(recs):
             kinds.append("block")
             indexes.append(int(index))
-            lines.append(recs[start].line)
-            payloads.append(pickle.dumps(recs[start:start + CHUNK]))
+            lines.append(block[0].line)
+            payloads.append(pickle.dumps(block))
         kinds.append("file")
         indexes.append(int(index))
         lines.append(_FILE_ROW_LINE)
         payloads.append(pickle.dumps((f.path, stats, error)))
     return {"kind": kinds, "index": indexes, "line": lines, "payload": payloads}
-
-
-def _replay_safely(endpoint: Any, recs: list, max_batch: int) -> ReplayedBlock:
-    """replay_block; when the batch's run raises, record by record, a raising record becoming
-    that record's local error (a finding for it, not a failed job)."""
-    from kdiag.replays.capture_replay import replay_block
-    from kdiag.replays.outputs import capture_output_tensors
-
-    try:
-        return replay_block(endpoint, recs, max_batch=max_batch)
-    except Exception:  # noqa: BLE001 - isolate the record that breaks the run
-        pass
-    parts = []
-    for rec in recs:
-        try:
-            parts.append(replay_block(endpoint, [rec], max_batch=max_batch))
-        except Exception as e:  # noqa: BLE001
-            tensors, _unnamed, cap_err = capture_output_tensors(rec.output)
-            res = crash_result(rec.id, e)
-            parts.append(ReplayedBlock(
-                ids=[rec.id], captured=[tensors], captured_errors={0: cap_err} if cap_err else {},
-                local=[None], local_errors={0: f"the local replay crashed: {res.error}"},
-                results={0: res}, rejected_locally=1))
-    return concat_blocks(parts)
-
-
-def concat_blocks(parts: list[ReplayedBlock]) -> ReplayedBlock:
-    """Several replayed blocks as one, positions renumbered."""
-    out = ReplayedBlock(ids=[], captured=[], captured_errors={}, local=[], local_errors={},
-                        results={})
-    for p in parts:
-        base = len(out.ids)
-        out.ids += p.ids
-        out.captured += p.captured
-        out.local += p.local
-        out.captured_errors.update({base + i: e for i, e in p.captured_errors.items()})
-        out.local_errors.update({base + i: e for i, e in p.local_errors.items()})
-        out.results.update({base + i: r for i, r in p.results.items()})
-        out.replayed_ok += p.replayed_ok
-        out.rejected_locally += p.rejected_locally
-    return out
 
 
 class _CaptureReplayActor:
@@ -288,13 +320,14 @@ class _CaptureReplayActor:
         self.config = config
 
     def __call__(self, batch: dict) -> dict:
+        from kdiag.replays.capture_replay import replay_block
         from kdiag.replays.capture_results import record_rows
 
         payloads = list(batch["payload"])
         for i, kind in enumerate(batch["kind"]):
             if kind == "block":
                 recs = pickle.loads(payloads[i])
-                blk = _replay_safely(self.endpoint, recs, self.max_batch)
+                blk = replay_block(self.endpoint, recs, max_batch=self.max_batch)
                 rows = record_rows(recs, blk, self.config)
                 # Only rejected records' results travel back: the driver lists them (their
                 # diagnosis and fixed payload); accepted ones are already in the rows.
@@ -313,16 +346,31 @@ def merge_stats(into: CaptureStats, part: CaptureStats) -> None:
     for reason, n in part.skipped.items():
         into.skipped[reason] = into.skipped.get(reason, 0) + n
     into.examples.extend(part.examples[: max(0, 5 - len(into.examples))])
+    into.unreadable.extend(part.unreadable)
+
+
+def first_records(src: CaptureSource, files: list[CaptureFile], limit: int, stats: CaptureStats,
+                  *, since: datetime | None, until: datetime | None, max_line: int
+                  ) -> list[dict]:
+    """--limit N: the first N records in file + line order, read on the driver (only the files
+    they need, like the in-process reader), as the rows of blocks the actors replay."""
+    recs = records_of_files(files, lambda f: read_lines(src, f, max_line), limit=limit,
+                            since=since, until=until, stats=stats, max_line=max_line,
+                            keep_going=True)
+    return [{"kind": "block", "index": n, "line": block[0].line, "payload": pickle.dumps(block)}
+            for n, block in enumerate(blocks_of(recs))]
 
 
 def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | None = None,
                           since: datetime | None = None, until: datetime | None = None,
                           shard: tuple[int, int] | None = None, max_batch: int = 256,
                           config: CompareConfig | None = None, out_dir: Path | None = None,
-                          opts: RayOptions = RayOptions(),
+                          opts: RayOptions = RayOptions(), limit: int | None = None,
                           max_line: int = MAX_LINE_BYTES) -> RayCaptureResult:
     """The capture replay as a Ray Data job; the same summary as capture_replay.replay_capture,
-    plus per-record rows written as Parquet files under `out_dir` (all or nothing)."""
+    plus per-record rows written as Parquet files under `out_dir` (all or nothing). With
+    `limit`, the first `limit` records (file + line order) are read on the driver and only
+    their replay runs on Ray."""
     require_ray()
     config = config or CompareConfig()
     src = CaptureSource(path, endpoint_url)
@@ -337,32 +385,39 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
     ray_result = RayCaptureResult(result)
     cmp = Comparator(config)
     with parquet_results(out_dir) as writer, ray_session(opts) as local:
-        import ray.data
+        rows = None if limit is None else first_records(src, files, limit, stats, since=since,
+                                                        until=until, max_line=max_line)
 
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
-        ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
-                            fn_kwargs={"src": src, "since": since, "until": until,
-                                       "settings": spec.settings, "max_line": max_line})
-        ds = ds.map_batches(_CaptureReplayActor, batch_size=1,
-                            fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
-                                                   "config": config},
-                            compute=ray.data.ActorPoolStrategy(size=opts.workers),
-                            num_cpus=_actor_cpus(local, opts.workers), **_bounded_retries())
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        def build() -> Any:
+            import ray.data
+
+            if rows is None:
+                items = [{"index": i, "file": pickle.dumps(f)} for i, f in enumerate(files)]
+                ds = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
+                ds = ds.map_batches(read_capture_rows, batch_size=1, num_cpus=0.25,
+                                    fn_kwargs={"src": src, "since": since, "until": until,
+                                               "settings": spec.settings,
+                                               "max_line": max_line})
+            else:
+                ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 200)))
+            return ds.map_batches(_CaptureReplayActor, batch_size=1,
+                                  fn_constructor_kwargs={"spec": spec, "max_batch": max_batch,
+                                                         "config": config},
+                                  compute=ray.data.ActorPoolStrategy(size=opts.workers),
+                                  num_cpus=_actor_cpus(local, opts.workers),
+                                  **_bounded_retries())
+
+        for batch in ordered_batches(build):
             for kind, payload in zip(batch["kind"], batch["payload"], strict=True):
                 if kind == "file":
-                    name, part, error = pickle.loads(payload)
+                    _name, part, _error = pickle.loads(payload)
                     merge_stats(stats, part)
-                    if error:
-                        ray_result.unreadable.append((name, error))
                     continue
                 rows, blk = pickle.loads(payload)
                 add_block(cmp, result, blk)
                 if writer is not None:
                     writer.add(rows)
+        require_some_readable(stats)  # before the Parquet folder is kept
     result.comparison = cmp.result()
     if writer is not None:
         ray_result.out_files = writer.files
@@ -371,41 +426,11 @@ def replay_capture_on_ray(spec: EndpointSpec, path: str, *, endpoint_url: str | 
 
 # ---- folder / JSON-lines validate and replay -------------------------------------------------
 
-def crash_result(name: str | None, e: Exception) -> Any:
-    """A payload whose local run raised: a rejected result with finding KD880."""
-    from kdiag.diagnosis.findings import Finding
-    from kdiag.replays.replay import ReplayResult
-
-    why = f"{type(e).__name__}: {e}"[:500]
-    return ReplayResult(accepted=False, status=500, stage="model", error=why, name=name,
-                        findings=[Finding("KD880", "error", "model",
-                                          f"The local model run crashed on this payload: {why}",
-                                          "Replay it alone to see the traceback: kdiag --debug "
-                                          "replay FILE --model MODEL")])
-
-
-def _isolated(call: Callable[[list], list], items: list) -> list:
-    """call(items); when it raises, item by item, an item that still raises getting a crash
-    result (a finding for it, not a failed job)."""
-    try:
-        return list(call(items))
-    except Exception:  # noqa: BLE001 - find the item that breaks the block
-        pass
-    out = []
-    for item in items:
-        try:
-            out += call([item])
-        except Exception as e:  # noqa: BLE001
-            out.append(crash_result(getattr(item, "name", None), e))
-    return out
-
-
 def _map_payloads(batch: dict, *, fn: Callable, settings: DriverSettings) -> dict:
     """Ray task: fn(payloads) on each row's block of payloads (validate needs no model)."""
     settings.apply()
     return {"index": list(batch["index"]),
-            "results": [pickle.dumps(_isolated(fn, pickle.loads(blob)))
-                        for blob in batch["items"]]}
+            "results": [pickle.dumps(list(fn(pickle.loads(blob)))) for blob in batch["items"]]}
 
 
 class _PayloadReplayActor:
@@ -419,23 +444,24 @@ class _PayloadReplayActor:
 
     def __call__(self, batch: dict) -> dict:
         return {"index": list(batch["index"]),
-                "results": [pickle.dumps(_isolated(lambda b: self.fn(b, self.endpoint),
-                                                   pickle.loads(blob)))
+                "results": [pickle.dumps(list(self.fn(pickle.loads(blob), self.endpoint)))
                             for blob in batch["items"]]}
 
 
-def _run_payload_job(items: list, opts: RayOptions, build: Callable) -> list:
-    """Items through a Ray Data pipeline built by `build(ds, local)`, in rows of BLOCK items
-    (the blocks the in-process replay stacks); the results in input order."""
+def _run_payload_job(items: list, opts: RayOptions, stage: Callable) -> list:
+    """Items through the Ray Data stage `stage(ds, local)` adds, in rows of BLOCK items (the
+    blocks the in-process replay stacks); the results in input order."""
+    rows = [{"index": i, "items": pickle.dumps(items[i:i + BLOCK])}
+            for i in range(0, len(items), BLOCK)]
     with ray_session(opts) as local:
-        import ray.data
 
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
-        rows = [{"index": i, "items": pickle.dumps(items[i:i + BLOCK])}
-                for i in range(0, len(items), BLOCK)]
-        ds = build(ray.data.from_items(rows, override_num_blocks=len(rows)), local)
+        def build() -> Any:
+            import ray.data
+
+            return stage(ray.data.from_items(rows, override_num_blocks=len(rows)), local)
+
         results: list = []
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in ordered_batches(build):
             for index, blob in zip(batch["index"], batch["results"], strict=True):
                 if int(index) != len(results):
                     raise KdiagError("Ray returned the blocks out of order (preserve_order).")

@@ -253,12 +253,51 @@ def replay_many(endpoint: LocalEndpoint, items: Iterable[tuple[str, Request]], *
                 max_batch: int = 256, progress: Callable[[int], None] | None = None
                 ) -> list[ReplayResult]:
     """Replay many payloads, BLOCK at a time: the container and parse stages per payload, then
-    the model in stacked calls of at most `max_batch` instances, then each answer split back."""
+    the model in stacked calls of at most `max_batch` instances, then each answer split back.
+
+    A block whose replay raises (a kdiag bug or a crash in the model's path, never a rejection:
+    those are results) is replayed payload by payload, and a payload that still raises gets
+    crash_result: a finding for that payload, not a failed run. Every engine replays through
+    here, so they agree on which payloads crashed."""
     items = list(items)
     out: list[ReplayResult] = []
     for start in range(0, len(items), BLOCK):
-        out += _replay_block(endpoint, items[start:start + BLOCK], max_batch, progress)
+        block = items[start:start + BLOCK]
+        done = 0
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(n)
+
+        try:
+            out += _replay_block(endpoint, block, max_batch, tick)
+            continue
+        except Exception:  # noqa: BLE001 - find the payload that breaks the block
+            pass
+        for name, req in block:
+            try:
+                out += _replay_block(endpoint, [(name, req)], max_batch, None)
+            except Exception as e:  # noqa: BLE001
+                out.append(crash_result(name, e))
+        if progress and len(block) > done:
+            progress(len(block) - done)
     return out
+
+
+def crash_result(name: str | None, e: Exception) -> ReplayResult:
+    """A payload whose local replay raised: rejected, with finding KD880 and the error."""
+    why = f"{type(e).__name__}: {e}"[:500]
+    return ReplayResult(accepted=False, status=500, stage="model", error=why, name=name,
+                        findings=[Finding("KD880", "error", "model",
+                                          f"The local replay crashed on this payload: {why}",
+                                          "Replay it alone to see the traceback: kdiag --debug "
+                                          "replay FILE --model MODEL")])
+
+
+def is_crash(res: ReplayResult) -> bool:
+    return any(f.code == "KD880" for f in res.findings)
 
 
 def _replay_block(endpoint: LocalEndpoint, items: list[tuple[str, Request]], max_batch: int,

@@ -52,3 +52,26 @@ def test_a_finding_that_promises_the_fixed_payload_comes_with_it():
     doc = json.loads(r.stdout)
     promised = [f for f in doc["findings"] if "fixed payload" in (f["fix"] or "")]
     assert promised and doc["fixed_payload"] is not None
+
+
+def test_a_payload_whose_replay_crashes_is_its_finding_and_the_others_are_replayed(tmp_path):
+    """A crash in the local path (here the container's answer cannot be encoded) is KD880 for
+    that payload; the folder's other payloads are replayed as usual (--engine ray agrees:
+    tests/test_ray_engine.py)."""
+    from tests import _capture_gen as gen
+
+    gen.write_crashing_code(tmp_path / "code")
+    bodies = tmp_path / "bodies"
+    bodies.mkdir()
+    for i in range(4):
+        x = gen.CRASH_X if i == 2 else [i, 1, 2, 3, 4]
+        (bodies / f"b{i}.json").write_text(json.dumps({"instances": [x]}))
+    r = kdiag("replay", str(bodies), "--model", CUSTOM, "--code", str(tmp_path / "code"),
+              "--format", "json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["accepted"], doc["rejected"]) == (3, 1)
+    crash = doc["results"][2]
+    assert crash["accepted"] is False and crash["status"] == 500
+    assert [f["code"] for f in crash["findings"]] == ["KD880"]
+    assert "UnicodeEncodeError" in crash["error"]
