@@ -61,8 +61,14 @@ class Served:
         raise AssertionError(f"no URL; stdout {self.stdout!r} stderr {self.stderr[-5:]!r}")
 
     def stop(self) -> None:
+        """SIGTERM, as a supervisor stops it: serve removes its extraction folder. SIGKILL
+        only if it does not stop (the suite's temp-folder check then names the test)."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait(10)
 
 
