@@ -97,15 +97,6 @@ def sample(model_or_signature: Any, *, content_type: str = "application/json", n
     return out
 
 
-def _multi_model_name(model_name: str | None, target_model: str | None) -> str | None:
-    """The name a TargetModel is loaded under on a multi-model endpoint (--model-name wins)."""
-    if target_model is None or model_name is not None:
-        return model_name
-    from kdiag.serve.multi_model import target_model_name
-
-    return target_model_name(target_model)
-
-
 def validate(payload: Any, model_or_signature: Any, *, content_type: str | None = None,
              framework_version: str | None = None, serializer: Any = None,
              deserializer: Any = None, accept: str | None = None,
@@ -140,10 +131,11 @@ def _validate(payload: Any, model_or_signature: Any, *, content_type: str | None
     from kdiag.diagnosis.validation import validate as validate_request
     from kdiag.model.signature import pick_signature
     from kdiag.path.container import Request
+    from kdiag.path.target_model import served_model_name
     from kdiag.payloads.adapt import to_body
 
     code_dir = _path(code)
-    model_name = _multi_model_name(model_name, target_model)
+    model_name = served_model_name(model_name, target_model)
     target = _target(model_or_signature, signature_name=signature_name,
                      model_name=model_name, code_dir=code_dir)
     body = to_body(payload, content_type=content_type, serializer=serializer, name=name)
@@ -201,6 +193,7 @@ def _replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
     from kdiag.model.runner import require_tensorflow
     from kdiag.path.container import Request
     from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.path.target_model import served_model_name
     from kdiag.payloads.adapt import to_body
     from kdiag.replays.replay import notebook_versus_endpoint, replay_many, replay_one
 
@@ -219,8 +212,12 @@ def _replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
                       Request(body=b.body, content_type=b.content_type, accept=accept,
                               custom_attributes=custom_attributes)))
     own = not isinstance(model, LocalEndpoint)
+    if not own and target_model is not None and not model.multi_model:
+        raise KdiagError("target_model configures the endpoint kdiag opens: pass the model "
+                         "path, or open the LocalEndpoint with multi_model=True and the "
+                         "target's model_name.")
     endpoint = LocalEndpoint(model, framework_version=framework_version, code_dir=_path(code),
-                             model_name=_multi_model_name(model_name, target_model),
+                             model_name=served_model_name(model_name, target_model),
                              multi_model=target_model is not None,
                              trust_model=trust_model) if own else model
     try:

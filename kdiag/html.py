@@ -92,6 +92,11 @@ def diagnosis_html(doc: dict, expected: dict[str, dict] | None = None) -> str:
         parts.append('<div class="kdiag-fix">' + code_block(
             fixed["body"], f"Send this instead (Content-Type: {fixed['content_type']}; "
                            f"{changes}):") + "</div>")
+        for part in fixed.get("per_length") or []:
+            parts.append('<div class="kdiag-fix">' + code_block(
+                part["body"], "Or one request per row length: rows "
+                + ", ".join(map(str, part["rows"][:8])) + (" ..." if len(part["rows"]) > 8
+                                                            else "") + ":") + "</div>")
     elif doc.get("error"):
         parts.append(code_block(doc["error"], "Error body:"))
     stages = doc.get("stages") or []

@@ -320,6 +320,17 @@ def render_validation(res, con: Console) -> None:
         verified = res.fixed_payload.get("verified")
         if verified:
             con.print("[dim]checked by kdiag: passes " + ", ".join(verified) + "[/dim]")
+        per_length = res.fixed_payload.get("per_length")
+        if per_length:
+            con.print(f"[bold]Or one request per row length[/bold] ({len(per_length)} requests, "
+                      "unpadded, each checked the same way):")
+            for part in per_length:
+                rows = ", ".join(map(str, part["rows"][:8])) + (
+                    " ..." if len(part["rows"]) > 8 else "")
+                text = part["body"]
+                con.print(escape(f"rows {rows}: " + (text if len(text) <= EXAMPLE_LIMIT
+                                                     else text[:EXAMPLE_LIMIT] + "…")),
+                          soft_wrap=True)
 
 
 def render_validation_batch(results: list, con: Console, *, verbose: bool = False) -> None:

@@ -159,3 +159,68 @@ def test_bad_caps_or_trust_name_the_key_and_the_file(tmp_path, body, match):
     with pytest.raises(KdiagError, match=match) as e:
         load_config(p)
     assert str(e.value).startswith(f"{p}: ")
+
+
+# ---- tolerances: a number, or a table of output names with an optional default -------------
+
+@pytest.mark.parametrize("body,atol,by_output", [
+    ("atol = 1e-4", 1e-4, {}),
+    ("atol = 0", 0.0, {}),
+    ("atol = {default = 1e-5, logits = 1e-3}", 1e-5, {"logits": 1e-3}),
+    ("atol = {logits = 1e-3, probs = 0}", None, {"logits": 1e-3, "probs": 0.0}),
+    ('[tool.kdiag.atol]\ndefault = 2e-5\n"output 0" = 1', 2e-5, {"output 0": 1.0}),
+])
+def test_tolerance_is_a_number_or_a_table_of_outputs_with_an_optional_default(
+        tmp_path, body, atol, by_output):
+    p = tmp_path / "pyproject.toml"
+    p.write_text(("[tool.kdiag]\n" if not body.startswith("[") else "") + body + "\n")
+    cfg = load_config(p)
+    assert (cfg.atol, cfg.atol_by_output) == (atol, by_output)
+    assert (cfg.rtol, cfg.rtol_by_output) == (None, {})
+
+
+@pytest.mark.parametrize("body,where", [
+    ("rtol = -1", "rtol"),
+    ("atol = nan", "atol"),
+    ("atol = inf", "atol"),
+    ("atol = true", "atol"),
+    ('atol = "1e-3"', "atol"),
+    ('atol = {logits = "big"}', "atol.logits"),
+    ("atol = {default = -1}", "atol.default"),
+    ("rtol = {logits = {x = 1}}", "rtol.logits"),
+    ("atol = [1e-3]", "atol"),
+])
+def test_a_bad_tolerance_names_the_key_and_the_file(tmp_path, body, where):
+    p = tmp_path / "kdiag.toml"
+    p.write_text(body + "\n")
+    with pytest.raises(KdiagError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: {where} must be a number >= 0"), msg
+    assert "{default = 1e-5, logits = 1e-3}" in msg  # how to write it
+
+
+def test_an_empty_tolerance_table_is_refused(tmp_path):
+    p = tmp_path / "kdiag.toml"
+    p.write_text("atol = {}\n")
+    with pytest.raises(KdiagError, match=r"kdiag.toml: atol is an empty table"):
+        load_config(p)
+
+
+def test_the_readme_per_output_tolerance_example_reads_as_documented():
+    import re
+
+    from tests.conftest import ROOT
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text("utf-8"), re.S)
+    (example,) = [b for b in blocks if "logits" in b]
+    cfg = parse_example(example)
+    assert (cfg.atol, cfg.atol_by_output, cfg.rtol) == (1e-5, {"logits": 1e-3}, 1e-5)
+
+
+def parse_example(text: str) -> CheckConfig:
+    import tomllib
+
+    from kdiag.ci.config import parse_table
+
+    return parse_table(tomllib.loads(text)["tool"]["kdiag"], base=Path("."), source="README")

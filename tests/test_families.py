@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from kdiag.diagnosis.validation import ValidateOptions, validate
@@ -327,6 +328,166 @@ def test_ragged_rows_with_a_mask_input_pad_the_mask_with_zeros():
     sent = json.loads(fixed(res, K3)["body"])
     assert sent["inputs"]["keras_tensor_1"][0] == [1, 2, 3, 0, 0, 0]
     assert sent["inputs"]["keras_tensor_2"][0] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+MASKED = "masked_tokens/1"  # tokens + attention_mask, int32 [-1, -1]; signature no_mask: tokens
+
+
+def test_ragged_rows_without_the_mask_input_get_the_mask_written():
+    res = run(MASKED, {"instances": [{"tokens": [1, 2, 3]}, {"tokens": [4, 5]},
+                                     {"tokens": [6, 7, 8]}]})
+    f = root(res)
+    # TF Serving names the missing key first; the cause in the user's words is the ragged rows.
+    assert f.code == "KD304"
+    assert "`tokens`: rows 0, 2 have 3 values; row 1 has 2 values" in f.message
+    assert "the mask input `attention_mask` was not sent" in f.message
+    assert "set `attention_mask` to 1 on the real values and 0 on the padding" in f.fix
+    fix = fixed(res, MASKED)
+    assert json.loads(fix["body"])["instances"] == [
+        {"attention_mask": [1, 1, 1], "tokens": [1, 2, 3]},
+        {"attention_mask": [1, 1, 0], "tokens": [4, 5, 0]},
+        {"attention_mask": [1, 1, 1], "tokens": [6, 7, 8]}]
+    assert any("wrote the mask input 'attention_mask'" in c for c in fix["changes"])
+    # The other choice: one unpadded request per length, each passing the same path.
+    parts = fix["per_length"]
+    assert [(p["rows"], p["lengths"]) for p in parts] == [
+        ([0, 2], {"tokens": 3, "attention_mask": 3}), ([1], {"tokens": 2, "attention_mask": 2})]
+    assert json.loads(parts[1]["body"]) == {"instances": [{"attention_mask": [1, 1],
+                                                           "tokens": [4, 5]}]}
+    for p in parts:
+        assert run(MASKED, p["body"], p["content_type"]).accepted
+
+
+@pytest.mark.parametrize("body", [
+    {"inputs": {"tokens": [[1, 2, 3], [4, 5]]}},  # columnar, stays columnar
+    {"instances": [[1, 2, 3], [4, 5]]},  # a plain list: the one input that is not a mask
+])
+def test_ragged_rows_in_other_forms_get_the_mask_too(body):
+    res = run(MASKED, body)
+    assert root(res).code == "KD304" and "row 1 has 2 values" in root(res).message
+    sent = json.loads(fixed(res, MASKED)["body"])
+    data = sent.get("inputs") or {k: [r[k] for r in sent["instances"]]
+                                   for k in ("tokens", "attention_mask")}
+    assert ("inputs" in sent) == ("inputs" in body)
+    assert data == {"tokens": [[1, 2, 3], [4, 5, 0]], "attention_mask": [[1, 1, 1], [1, 1, 0]]}
+
+
+def test_a_sent_mask_is_padded_like_its_values_and_must_match_their_lengths():
+    ok = run(MASKED, {"instances": [{"tokens": [1, 2, 3], "attention_mask": [1, 1, 1]},
+                                    {"tokens": [4, 5], "attention_mask": [1, 1]}]})
+    assert root(ok).code == "KD304"
+    assert [r["attention_mask"] for r in json.loads(fixed(ok, MASKED)["body"])["instances"]] \
+        == [[1, 1, 1], [1, 1, 0]]
+    bad = run(MASKED, {"instances": [{"tokens": [1, 2, 3], "attention_mask": [1, 1]},
+                                     {"tokens": [4, 5], "attention_mask": [1, 1, 1]}]})
+    assert root(bad).code == "KD304" and bad.fixed_payload is None
+    assert any("'attention_mask' have other lengths than the rows of 'tokens'" in x.message
+               for x in bad.findings if x.code == "KD900")
+
+
+def test_the_written_mask_takes_the_inputs_dtype_and_the_leading_axes_of_the_padded_values():
+    from kdiag.model.signature import Signature, TensorSpec
+    from kdiag.payloads.recover import recover
+
+    sig = Signature("serving_default", "tensorflow/serving/predict",
+                    {"frames": TensorSpec("float32", (-1, -1, 2)),
+                     "padding_mask": TensorSpec("bool", (-1, -1)),
+                     "input_mask": TensorSpec("float32", (-1, -1))}, {})
+    body = {"instances": [{"frames": [[1, 1], [2, 2], [3, 3]]}, {"frames": [[4, 4]]}]}
+    rec = recover(json.dumps(body), "application/json", sig)
+    assert rec.tensors["frames"].shape == (2, 3, 2)
+    assert rec.tensors["frames"][1].tolist() == [[4, 4], [0, 0], [0, 0]]
+    assert rec.tensors["padding_mask"].dtype == bool
+    assert rec.tensors["padding_mask"].tolist() == [[True] * 3, [True, False, False]]
+    assert rec.tensors["input_mask"].dtype.kind == "f"
+    assert rec.tensors["input_mask"].tolist() == [[1.0] * 3, [1.0, 0.0, 0.0]]
+    assert {n: a.tolist() for n, a in rec.row_lengths.items()} == {
+        "frames": [3, 1], "padding_mask": [3, 1], "input_mask": [3, 1]}
+
+
+def test_ragged_rows_without_a_mask_input_say_padding_changes_the_numbers():
+    res = run(MASKED, {"signature_name": "no_mask", "instances": [[1, 2, 3], [4, 5]]})
+    f = root(res)
+    assert f.code == "KD304" and "row 1 has 2 values" in f.message
+    assert "the model has no mask input, so padding changes the numbers unless the model " \
+           "masks internally" in f.fix and "the graph decides" in f.fix
+    fix = fixed(res, MASKED)
+    # The body's signature_name is kept: TF Serving runs the signature it names.
+    assert json.loads(fix["body"]) == {"signature_name": "no_mask",
+                                       "instances": [[1, 2, 3], [4, 5, 0]]}
+    assert [json.loads(p["body"])["instances"] for p in fix["per_length"]] == [[[1, 2, 3]],
+                                                                              [[4, 5]]]
+
+
+def test_more_row_lengths_than_can_be_listed_are_counted_not_listed():
+    res = run(MASKED, {"signature_name": "no_mask",
+                       "instances": [list(range(1, n + 2)) for n in range(17)]})
+    assert "17 lengths, too many to list" in root(res).fix
+    assert fixed(res, MASKED).get("per_length") is None
+
+
+def test_the_per_length_requests_are_printed_in_text_json_and_html(tmp_path):
+    from click.testing import CliRunner
+
+    import kdiag
+    from kdiag.cli import cli
+
+    body = tmp_path / "ragged.json"
+    body.write_text('{"instances": [{"tokens": [1, 2, 3]}, {"tokens": [4, 5]}]}')
+    sig = str(MODELS / MASKED)
+    text = CliRunner().invoke(cli, ["validate", str(body), "--signature", sig],
+                              env={"COLUMNS": "200"})
+    assert text.exit_code == 1
+    assert "Or one request per row length (2 requests" in text.output
+    assert 'rows 1: {"instances":[{"attention_mask":[1,1],"tokens":[4,5]}]}' in text.output
+    doc = json.loads(CliRunner().invoke(cli, ["validate", str(body), "--signature", sig,
+                                              "--format", "json"]).output)
+    assert [p["rows"] for p in doc["fixed_payload"]["per_length"]] == [[0], [1]]
+    html = kdiag.validate(body, sig)._repr_html_()
+    assert "Or one request per row length: rows 1:" in html
+
+
+def _pooled(endpoint, body: str) -> list:
+    from kdiag.replays.replay import replay_one
+
+    ok = replay_one(endpoint(MASKED), Request(body.encode(), "application/json"))
+    assert ok.accepted and ok.status == 200, ok.findings
+    return json.loads(ok.response["body"])["predictions"]
+
+
+@pytest.mark.tf
+def test_the_padded_payload_with_its_mask_gives_the_real_rows_the_outputs_they_get_alone(
+        endpoint):
+    from kdiag.replays.replay import replay_one
+
+    body = {"instances": [{"tokens": [1, 2, 3]}, {"tokens": [4, 5]}, {"tokens": [6, 7, 8]}]}
+    res, answer = replay_fixed(endpoint, MASKED, body)
+    assert root(res).code == "KD304"
+    assert all(p["verified"][-1] == "graph" for p in res.fixed_payload["per_length"])
+    # fixtures/README.md: the masked mean of ids/10, negated in column 2.
+    padded = np.asarray(answer["predictions"])
+    np.testing.assert_allclose(padded, [[0.2, -0.2], [0.45, -0.45], [0.7, -0.7]], atol=1e-6)
+    alone = np.zeros_like(padded)
+    for part in res.fixed_payload["per_length"]:
+        alone[part["rows"]] = _pooled(endpoint, part["body"])
+    np.testing.assert_allclose(alone, padded, atol=1e-6)  # what the mask is for
+    kd357 = [x for x in res.findings if x.code == "KD357"]
+    assert kd357 and "the padding does not change the answer" in kd357[0].message
+    again = replay_one(endpoint(MASKED), Request(json.dumps(body).encode(), "application/json"))
+    assert again.root_cause == "KD304"
+
+
+@pytest.mark.tf
+def test_replay_shows_when_padding_changes_a_model_without_a_mask(endpoint):
+    body = {"signature_name": "no_mask", "instances": [[1, 2, 3], [4, 5]]}
+    res, answer = replay_fixed(endpoint, MASKED, body)
+    f = next(x for x in res.findings if x.code == "KD356")
+    assert f.severity == "warning" and "row(s) 1 give other outputs padded" in f.message
+    assert "largest difference 0.15 on `pooled`" in f.message
+    # Padded, row 1 averages 4, 5 and the padding 0: (4 + 5 + 0) / 3 / 10; alone (4 + 5) / 2 / 10.
+    assert answer["predictions"][1] == pytest.approx([0.3, -0.3])
+    np.testing.assert_allclose(_pooled(endpoint, res.fixed_payload["per_length"][1]["body"]),
+                               [[0.45, -0.45]], atol=1e-6)
 
 
 # -- tf.Example signatures -------------------------------------------------------------------------

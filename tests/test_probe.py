@@ -120,7 +120,9 @@ def test_disagreement_between_prediction_and_live_answer_is_a_finding(env, runti
     [p] = res.payloads
     assert p.prediction.accepted and not p.live.ok
     assert p.agreement == "disagree"
-    assert "KD820" in {f.code for f in p.findings}
+    [f] = [f for f in p.findings if f.code == "KD820"]
+    # without a local run of the model, the deployment is not blamed: the way to know is named
+    assert "cannot tell" in f.message and "--fetch-model" in f.fix
 
 
 def test_endpoint_not_in_service_reports_the_failure_reason_and_sends_nothing(env):
@@ -204,8 +206,9 @@ def test_data_capture_and_environment_are_described(env, runtime_url):
 def test_concurrent_sends_share_the_budget_and_the_rate(env):
     deploy(env, NAME)
     with ThrottlingRuntime(0) as rt:
-        res = probe(NAME, opts(env, rt.url, signature=str(CUSTOM), concurrency=2, rate=20,
+        res = probe(NAME, opts(env, rt.url, signature=str(CUSTOM), concurrency=2, rate=4,
                                content_types=["json", "jsonlines", "csv"], max_requests=2))
         assert rt.calls == 2
-        assert rt.times[1] - rt.times[0] >= 0.04  # 20/s: starts at least 50 ms apart
+        # 4/s: sends start 250 ms apart; arrivals at the server jitter on a loaded machine
+        assert rt.times[1] - rt.times[0] >= 0.15
     assert sorted(p.live.kind for p in res.payloads) == ["budget", "ok", "ok"]

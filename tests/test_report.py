@@ -59,6 +59,45 @@ def test_diff_tables_at_80_columns_show_every_value_whole(tmp_path):
             assert w.id in words and _num(w.abs) in words and _num(w.a) in words
 
 
+def test_diff_outputs_at_exactly_80_columns_keep_long_names_and_wide_shapes_whole(tmp_path):
+    rng = np.random.default_rng(1)
+    a = {"decoder_attention_weights_for_every_head_and_every_layer":
+         rng.random((2, 3, 7, 11, 13), dtype=np.float32),
+         "segmentation_logits_per_pixel_before_the_argmax":
+         rng.random((2, 64, 48, 21), dtype=np.float32)}
+    b = {k: v + np.float32(1e-3) for k, v in a.items()}
+    b["segmentation_logits_per_pixel_before_the_argmax"] = rng.random((2, 64, 48, 19),
+                                                                      dtype=np.float32)
+    np.savez(tmp_path / "a.npz", **a)
+    np.savez(tmp_path / "b.npz", **b)
+    r = compare_sets(*[load_output_set(str(tmp_path / f)) for f in ("a.npz", "b.npz")],
+                     CompareConfig(atol=1e-6, rtol=1e-7))
+    text = rendered(80, lambda con: render_comparison(r, con, failed=True))
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    outputs = text.split("Outputs\n", 1)[1].split("Mismatches\n", 1)[0]
+    lines = [line.strip() for line in outputs.splitlines()]
+    for o in r.outputs:
+        # Each value whole on one line: stacked, nothing folded inside a name or a shape.
+        assert f"- output {o.name}" in lines, outputs
+        shape = str(o.shape_a) if o.shape_a == o.shape_b else f"{o.shape_a} / {o.shape_b}"
+        assert f"shape: {shape}" in lines, outputs
+        assert f"dtype: {o.dtype_a}" in lines
+        assert f"compared: {o.compared}/{o.records}" in lines
+        assert f"abs max/mean: {_num(o.abs_max)} / {_num(o.abs_mean)}" in lines
+    assert "shape: (64, 48, 21) / (64, 48, 19)" in lines
+
+
+def test_a_table_needing_exactly_80_columns_is_drawn_and_one_more_is_stacked():
+    cols = [Col("name"), Col("value")]
+    # A two-column table is 1 + (w1 + 3) + (w2 + 3) wide: 80 with w1 + w2 = 73.
+    fits = rendered(80, lambda c: print_rows(c, "T", cols, [["n" * 36, "v" * 37]]))
+    assert "┃ name" in fits and "n" * 36 in fits and "v" * 37 in fits
+    assert max(len(line) for line in fits.splitlines()) == 80 and "…" not in fits
+    over = rendered(80, lambda c: print_rows(c, "T", cols, [["n" * 36, "v" * 38]]))
+    assert "┃" not in over and "- name " + "n" * 36 in over and "value: " + "v" * 38 in over
+
+
 def test_a_table_that_fits_stays_a_table_and_one_that_does_not_is_stacked():
     cols = [Col("name"), Col("value"), Col("note", no_wrap=False)]
     small = rendered(80, lambda c: print_rows(c, "T", cols, [["a", "1.5", "short note"]]))

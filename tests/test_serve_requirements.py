@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,86 @@ def test_a_container_that_did_not_start_answers_nginx_502_everywhere(tmp_path):
                                Body=b'{"instances": [[1, 1, 1, 1, 1]]}')
         assert info.value.response["OriginalStatusCode"] == 502
     ep.close()
+
+
+def tiny_wheel(folder, version: str = "1.0"):
+    """A pure-Python wheel built by hand (a zip with its dist-info): a requirement pip installs
+    from a local file, with no index and no network."""
+    import base64
+    import hashlib
+    import zipfile
+
+    name = f"kdiag_tiny_req-{version}-py3-none-any.whl"
+    info = f"kdiag_tiny_req-{version}.dist-info"
+    files = {"kdiag_tiny_req/__init__.py": f"VERSION = {version!r}\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: kdiag-tiny-req\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: kdiag-tests\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+
+    def record_line(path: str, text: str) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        return f"{path},sha256={digest.decode()},{len(text.encode())}\n"
+
+    record = "".join(record_line(p, t) for p, t in files.items()) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / name, "w") as z:
+        for path, text in {**files, f"{info}/RECORD": record}.items():
+            z.writestr(path, text)
+    return name
+
+
+@pytest.mark.tf
+def test_install_requirements_puts_a_local_wheel_in_a_cached_folder_for_the_handlers(
+        tmp_path, monkeypatch):
+    """The opt-in installs a requirement (a wheel file next to requirements.txt, as a user's
+    code/ may carry) into ~/.cache/kdiag/requirements/<hash of the file>, never into this
+    environment, and the handlers that import it run."""
+    import hashlib
+    import sys
+    from importlib import metadata
+
+    from kdiag.path.container import Request
+    from kdiag.path.local_endpoint import LocalEndpoint
+    from kdiag.serve.requirements import prepare_startup
+
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # never the network
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the install's folder goes on the path
+    for mod in [m for m in sys.modules if m.startswith("kdiag_tiny_req")]:
+        monkeypatch.delitem(sys.modules, mod)
+    code = tmp_path / "code"
+    shutil.copytree(FIXTURES / "code", code)
+    wheel = tiny_wheel(code)
+    text = f"./{wheel}\n"
+    (code / "requirements.txt").write_text(text)
+    (code / "inference.py").write_text(
+        "import kdiag_tiny_req\n\n" + (FIXTURES / "code/inference.py").read_text()
+        + "\nassert kdiag_tiny_req.VERSION == '1.0'\n")
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version("kdiag-tiny-req")
+
+    ep = LocalEndpoint(FIXTURES / "archives/good.tar.gz", code_dir=code)
+    try:
+        # Without the opt-in: a path requirement cannot be checked, so the container's start
+        # is predicted to fail, and the message names the opt-in.
+        failure = prepare_startup(ep, code, install=False)
+        assert "--install-requirements" in failure
+        logs: list[str] = []
+        assert prepare_startup(ep, code, install=True, log=logs.append) is None, logs
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        site = tmp_path / "cache/kdiag/requirements" / digest / "kdiag-site-packages"
+        assert (site / "kdiag_tiny_req/__init__.py").is_file()
+        inv = ep.invoke(Request(b'{"instances": [[1, 1, 1, 1, 1]]}', "application/json"))
+        assert inv.status == 200, inv.body
+    finally:
+        ep.close()
+    import site as site_module
+
+    for folder in site_module.getsitepackages():  # nothing went into this environment
+        assert not list(Path(folder).glob("kdiag_tiny_req*"))
+    # The same file again: the cached folder is reused; a changed file gets a folder of its own.
+    logs = []
+    assert startup_failure_for(code, has_lib=False, install=True, log=logs.append) is None
+    assert "already installed" in logs[-1]
+    (code / "requirements.txt").write_text(text + "# changed\n")
+    assert startup_failure_for(code, has_lib=False, install=True) is None
+    assert len(list((tmp_path / "cache/kdiag/requirements").iterdir())) == 2

@@ -408,8 +408,15 @@ def _golden_case(path: str, replayed: list[tuple[_Payload, object]], opts: Check
     worst = ", ".join(f"{o.name}: max abs error {o.abs_max:.3g}" for o in res.outputs
                       if o.abs_max is not None)
     return _case(name, "golden", found, opts.fail_on, t0,
-                 detail=f"{how}; atol {opts.atol:g}, rtol {opts.rtol:g}"
+                 detail=f"{how}; atol {_tolerance_text(opts.atol, opts.atol_by_output)}, "
+                 f"rtol {_tolerance_text(opts.rtol, opts.rtol_by_output)}"
                  + (f"; {worst}" if worst else ""), file=path)
+
+
+def _tolerance_text(default: float, by_output: dict[str, float]) -> str:
+    """`1e-05`, or `1e-05 (logits 0.001)` with per-output tolerances."""
+    per = ", ".join(f"{k} {v:g}" for k, v in sorted(by_output.items()))
+    return f"{default:g}" + (f" ({per})" if per else "")
 
 
 # ---- the run ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ checks less than the team believes is worse than none.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -47,7 +48,7 @@ class CheckConfig:
     payloads: list[PayloadEntry] = field(default_factory=list)
     expect_output: list[str] = field(default_factory=list)
     golden: str | None = None
-    atol: float | None = None
+    atol: float | None = None  # the default for every output (None: the file sets none)
     rtol: float | None = None
     fail_on: str | None = None
     signature_name: str | None = None
@@ -60,9 +61,13 @@ class CheckConfig:
     trust_model: bool | None = None
     caps: dict[str, int] = field(default_factory=dict)
     source: str | None = None  # the file these came from
+    # atol/rtol written as a table: output name -> tolerance (the table's `default` is atol/rtol)
+    atol_by_output: dict[str, float] = field(default_factory=dict)
+    rtol_by_output: dict[str, float] = field(default_factory=dict)
 
 
-KNOWN_KEYS = tuple(f.name for f in fields(CheckConfig) if f.name != "source")
+KNOWN_KEYS = tuple(f.name for f in fields(CheckConfig)
+                   if f.name not in ("source", "atol_by_output", "rtol_by_output"))
 _PATH_KEYS = ("model", "golden", "code", "custom_objects")
 _STR_KEYS = ("framework_version", "signature_name", "endpoint")
 
@@ -146,10 +151,9 @@ def parse_table(table: dict[str, Any], *, base: Path, source: str = "config") ->
         cfg.payloads = _payloads(table["payloads"], base, source)
     for key in ("atol", "rtol"):
         if key in table:
-            v = table[key]
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-                raise KdiagError(f"{source}: {key} must be a number >= 0 (got {v!r}).")
-            setattr(cfg, key, float(v))
+            default, by_output = _tolerance(table[key], key, source)
+            setattr(cfg, key, default)
+            setattr(cfg, f"{key}_by_output", by_output)
     if "fail_on" in table:
         v = _str(table, "fail_on", source)
         if v not in FAIL_ON:
@@ -169,6 +173,35 @@ def parse_table(table: dict[str, Any], *, base: Path, source: str = "config") ->
 
         cfg.caps = parse_cap_table(table["caps"], where=f"{source}: caps")
     return cfg
+
+
+def _tolerance(v: Any, key: str, source: str) -> tuple[float | None, dict[str, float]]:
+    """`atol = 1e-4` (every output), or a table of output name -> tolerance with an optional
+    `default` for the rest: `atol = {default = 1e-5, logits = 1e-3}`, the file's spelling of
+    `--atol 1e-5 --atol logits=1e-3`."""
+    if not isinstance(v, dict):
+        return _tolerance_number(v, key, key, source), {}
+    if not v:
+        raise KdiagError(f"{source}: {key} is an empty table; write {key} = 1e-5, or "
+                         f"{key} = {{default = 1e-5, OUTPUT = 1e-3}}.")
+    default = None
+    by_output: dict[str, float] = {}
+    for name, x in v.items():
+        number = _tolerance_number(x, f"{key}.{name}", key, source)
+        if name == "default":
+            default = number
+        else:
+            by_output[name] = number
+    return default, by_output
+
+
+def _tolerance_number(x: Any, where: str, key: str, source: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not (
+            x >= 0 and math.isfinite(x)):
+        raise KdiagError(f"{source}: {where} must be a number >= 0 (got {x!r}); write "
+                         f"{key} = 1e-5 for every output, or a table of output names with an "
+                         f"optional default: {key} = {{default = 1e-5, logits = 1e-3}}.")
+    return float(x)
 
 
 def _str(table: dict, key: str, source: str) -> str:

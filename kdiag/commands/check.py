@@ -12,6 +12,7 @@ from kdiag.commands._common import (
     CAPS_GIVEN,
     FAIL_ON_CHOICES,
     TRUST_GIVEN,
+    Tolerance,
     cap_option,
     emit_json,
     existing_dir,
@@ -35,9 +36,11 @@ Examples:
 \b
 Configuration: [tool.kdiag] in pyproject.toml (or kdiag.toml), found from the working folder
 up to the repository root; keys model, framework_version, content_types, payloads ({file,
-content_type}), expect_output, golden, atol, rtol, fail_on, signature_name, endpoint, code,
-custom_objects, replay, trust_model, caps ({archive-bytes = "40GiB", ...}). Options override
-the file (a list option replaces the file's list; --cap overrides the caps it names).
+content_type}), expect_output, golden, atol, rtol (a number, or a table of output names with an
+optional default: atol = {default = 1e-5, logits = 1e-3}), fail_on, signature_name, endpoint,
+code, custom_objects, replay, trust_model, caps ({archive-bytes = "40GiB", ...}). Options
+override the file (a list option replaces the file's list; any --atol replaces the file's atol;
+--cap overrides the caps it names).
 Paths in the file are relative to the file.
 
 \b
@@ -136,9 +139,8 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
         payloads=[parse_payload_arg(p) for p in payloads] if payloads else list(cfg.payloads),
         expect_output=[parse_expectation(e) for e in (expect_output or cfg.expect_output)],
         golden=golden or cfg.golden,
-        atol=atol.value(cfg.atol if cfg.atol is not None else 1e-5),
-        rtol=rtol.value(cfg.rtol if cfg.rtol is not None else 1e-5),
-        atol_by_output=atol.by_output, rtol_by_output=rtol.by_output,
+        **_tolerances("atol", atol, cfg.atol, cfg.atol_by_output),
+        **_tolerances("rtol", rtol, cfg.rtol, cfg.rtol_by_output),
         fail_on=fail_on or cfg.fail_on or "error",
         signature_name=signature_name or cfg.signature_name,
         endpoint=endpoint or cfg.endpoint,
@@ -179,6 +181,15 @@ def _safety_settings(cfg):
     limits = parse_limit_options(meta.get(CAPS_GIVEN, ()), base=Limits(**cfg.caps))
     given = meta.get(TRUST_GIVEN)
     return limits, given if given is not None else cfg.trust_model
+
+
+def _tolerances(key: str, given: Tolerance, default: float | None,
+                by_output: dict[str, float]) -> dict:
+    """CheckOptions' `atol`/`atol_by_output` (or rtol): an --atol on the command line replaces
+    the file's atol, number or table, as a repeated option replaces any list of the file."""
+    if given.default is not None or given.by_output:
+        return {key: given.value(1e-5), f"{key}_by_output": dict(given.by_output)}
+    return {key: 1e-5 if default is None else default, f"{key}_by_output": dict(by_output)}
 
 
 def _write_json(path: Path, doc: dict) -> None:

@@ -132,7 +132,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
         if payload is not None:
             raise KdiagError("Give either PAYLOAD or --capture, not both.")
         _replay_capture(model, capture, framework_version=framework_version, code_dir=code_dir,
-                        model_name=model_name, endpoint_url=endpoint_url, limit=limit,
+                        model_name=model_name, target_model=target_model,
+                        endpoint_url=endpoint_url, limit=limit,
                         since=since, until=until, shard=shard, max_batch=max_batch,
                         max_line=max_line_bytes, atol=atol, rtol=rtol, fmt=fmt, engine=engine,
                         address=address, workers=workers, out=out, fail_on=fail_on)
@@ -162,7 +163,8 @@ def command(payload: str, model: str, content_type: str | None, accept: str | No
         if keras_path is not None:
             raise KdiagError("--keras compares one payload with the notebook: leave out "
                              "--engine ray.")
-        spec = EndpointSpec(model, framework_version, code_dir and str(code_dir), model_name)
+        spec = _endpoint_spec(EndpointSpec, model, framework_version, code_dir, model_name,
+                              target_model)
         results = replay_payloads_on_ray(items, spec, partial(_replay_block, kwargs=kwargs),
                                          opts=RayOptions(address, workers))
         report = None
@@ -225,8 +227,20 @@ def _write_results(out: Path, results) -> None:
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
+def _endpoint_spec(spec_type, model: str, framework_version, code_dir, model_name,
+                   target_model):
+    """The Ray actors' endpoint, configured as kdiag.replay configures its own (--target-model:
+    the multi-model path, the target's loaded name)."""
+    from kdiag.path.target_model import served_model_name
+
+    return spec_type(model, framework_version=framework_version,
+                     code_dir=code_dir and str(code_dir),
+                     model_name=served_model_name(model_name, target_model),
+                     multi_model=target_model is not None)
+
+
 def _replay_capture(model: str, capture: str, *, framework_version, code_dir, model_name,
-                    endpoint_url, limit, since, until, shard, max_batch, atol, rtol, fmt,
+                    endpoint_url, target_model=None, limit, since, until, shard, max_batch, atol, rtol, fmt,
                     max_line, engine="in-process", address=None, workers=1, out=None,
                     fail_on: str = "error") -> None:
     from contextlib import nullcontext
@@ -258,16 +272,19 @@ def _replay_capture(model: str, capture: str, *, framework_version, code_dir, mo
         if kwargs.pop("limit") is not None:
             raise KdiagError("--limit is for a quick look on this machine: leave out "
                              "--engine ray, or narrow the job with --since/--until.")
-        spec = EndpointSpec(model, framework_version, code_dir and str(code_dir), model_name)
+        spec = _endpoint_spec(EndpointSpec, model, framework_version, code_dir, model_name,
+                              target_model)
         on_ray = replay_capture_on_ray(spec, capture, out_dir=out,
                                        opts=RayOptions(address, workers), **kwargs)
         result = on_ray.result
     else:
+        from kdiag.path.target_model import served_model_name
         from kdiag.replays.capture_results import parquet_results, record_rows
 
         with parquet_results(out if parquet else None) as writer, LocalEndpoint(
                 model, framework_version=framework_version, code_dir=code_dir,
-                model_name=model_name) as endpoint, \
+                model_name=served_model_name(model_name, target_model),
+                multi_model=target_model is not None) as endpoint, \
                 (open_atomically(out) if out is not None and not parquet
                  else nullcontext()) as sink, \
                 progress_bar("replaying capture", total=limit, quiet=fmt == "json") as advance:

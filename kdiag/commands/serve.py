@@ -25,6 +25,9 @@ Examples:
   kdiag serve model.tar.gz --port 0         any free port (printed)
   kdiag serve model.tar.gz --code code/     run YOUR inference.py handlers, as the container would
   kdiag serve --multi-model models/         a multi-model endpoint: POST /models, TargetModel
+  kdiag serve --multi-model opt_ml/models --run-archive-code
+                                            ... running opt_ml/code/inference.py and each
+                                            model's own code/inference.py, as the container
 
 \b
 Then, unmodified:
@@ -43,7 +46,8 @@ Then, unmodified:
 @framework_version_option
 @click.option("--code", "code_dir", type=existing_dir(),
               help="The model's code/ folder: runs YOUR inference.py handlers, as the container "
-                   "would. Only with this option is user code executed.")
+                   "would. Only with this option is user code executed. With --multi-model: "
+                   "the universal code folder (/opt/ml/code) every model without its own uses.")
 @click.option("--model-name", help="The name the container serves the model under. Default: "
               "from the archive's layout; 'model' for a version folder packed at the archive root.")
 @click.option("--endpoint-name", default="local", show_default=True,
@@ -61,7 +65,9 @@ Then, unmodified:
 @click.option("--run-archive-code", is_flag=True,
               help="Run the model's own code/inference.py (inside model.tar.gz or the model "
                    "folder), as the container does. Like --code, this executes user code; "
-                   "without it kdiag says the endpoint will run that code and does not run it.")
+                   "without it kdiag says the endpoint will run that code and does not run it. "
+                   "With --multi-model: the universal DIR/../code (1.x images: DIR/code) and "
+                   "each model's own DIR/NAME/model/code or TargetModel archive's code/.")
 @click.option("--install-requirements", is_flag=True,
               help="Install code/requirements.txt (pip install -r, as the container does at "
                    "start-up) into a cached folder of its own, keyed by the file's hash. It "
@@ -90,14 +96,16 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
     """
     from kdiag.errors import KdiagError
     from kdiag.path.local_endpoint import LocalEndpoint
-    from kdiag.serve.requirements import handlers_startup_failure
+    from kdiag.serve.requirements import prepare_startup
     from kdiag.serve.server import load_model, start_server
 
     if models_dir is not None:
-        if model is not None or code_dir is not None or model_name is not None:
-            raise KdiagError("--multi-model DIR serves the models in DIR: give no MODEL, "
-                             "--code or --model-name with it.")
+        if model is not None or model_name is not None:
+            raise KdiagError("--multi-model DIR serves the models in DIR: give no MODEL or "
+                             "--model-name with it (POST /models and TargetModel name them).")
         _serve_multi_model(models_dir, host, port, framework_version, endpoint_name,
+                           code=dict(code_dir=code_dir, run_model_code=run_archive_code),
+                           install_requirements=install_requirements,
                            limits=dict(max_body=max_body_mb << 20,
                                        max_connections=max_connections,
                                        header_timeout=header_timeout))
@@ -118,9 +126,9 @@ def command(model: str | None, host: str, port: int, framework_version: str | No
              "kdiag serve: --run-archive-code: the model has no code/inference.py")
         code_dir = where
     try:
-        endpoint.startup_failure = _requirements_failure(endpoint, code_dir, install_requirements)
-        endpoint.startup_failure = endpoint.startup_failure or handlers_startup_failure(
-            endpoint) or _container_startup(endpoint)
+        endpoint.startup_failure = prepare_startup(
+            endpoint, code_dir, install=install_requirements, log=_log
+        ) or _container_startup(endpoint)
         if endpoint.startup_failure is not None:
             _log("kdiag serve: the container would not start: " + endpoint.startup_failure)
             seconds = 0.0
@@ -173,19 +181,16 @@ def _container_startup(endpoint) -> str | None:
     return startup.failure
 
 
-def _requirements_failure(endpoint, code_dir: Path | None, install: bool) -> str | None:
-    from kdiag.serve.requirements import endpoint_requirements_failure
-
-    return endpoint_requirements_failure(endpoint, code_dir, install=install, log=_log)
-
-
 def _serve_multi_model(models_dir: Path, host: str, port: int, framework_version: str | None,
-                       endpoint_name: str, limits: dict) -> None:
+                       endpoint_name: str, code: dict, install_requirements: bool,
+                       limits: dict) -> None:
     from kdiag.serve.multi_model import ModelManager
     from kdiag.serve.server import start_server
 
-    manager = ModelManager(models_dir, framework_version=framework_version, log=_log)
+    manager = ModelManager(models_dir, framework_version=framework_version, log=_log, **code)
     try:
+        if manager.start(install_requirements=install_requirements) is not None:
+            _log("kdiag serve: the container would not start: " + manager.startup_failure)
         server = start_server(manager, host, port, endpoint_name, log=_log, **limits)
     except BaseException:
         manager.close()

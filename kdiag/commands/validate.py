@@ -33,8 +33,8 @@ Examples:
 
 \b
 JSON output (one payload): accepted, status, stage, error, tfs_request, tfs_target, tensors,
-findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes, verified},
-stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
+findings[] (code, severity, stage, message, fix), fixed_payload {content_type, body, changes,
+verified, per_length (ragged rows: one unpadded request per row length)}, stages[]. Several payloads: {"results": [...], "accepted": n, "rejected": n}.
 Exit codes: 0 accepted, 1 rejected (or findings at --fail-on), 2 usage error or unreadable input.
 """
 
@@ -103,15 +103,13 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     from kdiag.model.signature import pick_signature
     from kdiag.model.target import resolve_target
     from kdiag.path.container import Request
+    from kdiag.path.target_model import served_model_name
     from kdiag.payloads.files import MAX_BODY_BYTES, iter_payloads, payload_files
     from kdiag.report import BatchPrinter, console, progress_bar, render_validation
     from kdiag.results import SCHEMA_VERSION, Diagnosis
 
     # Resolved once: a folder of payloads does not read (or decompress) the model per body.
-    if target_model is not None and model_name is None:
-        from kdiag.serve.multi_model import target_model_name
-
-        model_name = target_model_name(target_model)
+    model_name = served_model_name(model_name, target_model)
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
     opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,

@@ -106,6 +106,10 @@ CODES: dict[str, str] = {
              "from the graph)",
     "KD355": "text sent to a token-id input: the tokenizer is not in the graph (no payload can "
              "work; re-export)",
+    "KD356": "ragged rows padded for a model without a mask input: the padding changes the "
+             "model's answer (replay compared it with one request per length)",
+    "KD357": "ragged rows padded: the real rows' outputs equal one request per length (replay "
+             "checked it with the model)",
     "KD321": "TF Serving accepts the body but ignores or alters part of it",
     "KD322": "classify/regress on a signature TF Serving cannot use for that method",
     "KD330": "an input of more than 254 dimensions: TF Serving answers 400 tensor parsing error",

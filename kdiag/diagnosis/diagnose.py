@@ -110,15 +110,18 @@ def _body_json(req: Request):
         return None
 
 
+def _sent_and_declared(res: ValidationResult, sig: Signature):
+    """(name, spec, shape sent, shape declared) for each tensor whose input declares a shape."""
+    for name, t in res.tensors.items():
+        spec = sig.inputs.get(name)
+        if spec is not None and spec.shape is not None:
+            yield name, spec, tuple(t["shape"]), spec.shape
+
+
 def _shape_rules(res: ValidationResult, sig: Signature) -> list[Finding]:
     out = []
     wrapped = _wrapped_by_container(res)
-    for name, t in res.tensors.items():
-        spec = sig.inputs.get(name)
-        if spec is None or spec.shape is None:
-            continue
-        got = tuple(t["shape"])
-        exp = spec.shape
+    for name, spec, got, exp in _sent_and_declared(res, sig):
         inst = spec.instance_shape or ()
         if len(got) == len(exp) - 1 and len(inst) >= 2 and got == tuple(
                 g if e == -1 else e for g, e in zip(got, inst, strict=True)) and wrapped == "list":
@@ -230,12 +233,7 @@ def _broadcast_rule(res: ValidationResult, sig: Signature, root: Finding | None
 
     if not res.accepted:
         return None
-    for name, t in res.tensors.items():
-        spec = sig.inputs.get(name)
-        if spec is None or spec.shape is None:
-            continue
-        got = tuple(t["shape"])
-        exp = spec.shape
+    for name, _spec, got, exp in _sent_and_declared(res, sig):
         if len(got) == len(exp) and all(e in (-1, g) for e, g in zip(exp, got, strict=True)):
             continue
         try:

@@ -278,49 +278,78 @@ def names_rule(res: ValidationResult, req: Request, sig: Signature,
 
 # -- ragged rows ---------------------------------------------------------------------------------
 
-def ragged_rule(res: ValidationResult, req: Request, sig: Signature,
-                sent: rc.Sent | None) -> Finding | None:
-    if sent is None or not re.search(r"Expecting tensor size|Encountered list at unexpected size|"
-                                     r"Expecting shape", res.error or ""):
-        return None
-    columns: dict[str, Any] = {}
+def _sent_columns(sent: rc.Sent, sig: Signature) -> dict[str, Any]:
+    """The client's values per key, batch axis first (a plain list: the one input that is not
+    a mask)."""
     data = sent.data
     if sent.form in ("instances", "list", "bare") and isinstance(data, list):
         if data and all(isinstance(v, dict) for v in data):
-            for k in dict.fromkeys(k for v in data for k in v):
-                columns[k] = [v.get(k) for v in data]
-        elif len(sig.inputs) == 1:
-            columns[next(iter(sig.inputs))] = data
-    elif isinstance(data, dict):
-        columns = dict(data)
+            return {k: [v.get(k) for v in data] for k in dict.fromkeys(k for v in data for k in v)}
+        unmasked = [n for n in sig.inputs if n not in rc.mask_inputs(sig)]
+        return {unmasked[0]: data} if len(unmasked) == 1 else {}
+    return dict(data) if isinstance(data, dict) else {}
+
+
+def _rows_text(by: dict[int, list[int]]) -> str:
+    return "; ".join(f"row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows[:8]))}"
+                     f"{' ...' if len(rows) > 8 else ''} "
+                     f"{'have' if len(rows) > 1 else 'has'} {n} values"
+                     for n, rows in sorted(by.items(), key=lambda kv: (-len(kv[1]), kv[1][0])))
+
+
+def ragged_rule(res: ValidationResult, req: Request, sig: Signature,
+                sent: rc.Sent | None) -> Finding | None:
+    """Rows of different lengths. TF Serving names the first row that differs, or (before
+    that) the mask input the client left out; the finding names every row by length and offers
+    the choice: pad (with the mask when the model takes one) or one request per length."""
+    if sent is None:
+        return None
+    columns = _sent_columns(sent, sig)
+    masks = rc.mask_inputs(sig)
+    missing = [n for n in sig.inputs if n not in columns]
+    size_error = re.search(r"Expecting tensor size|Encountered list at unexpected size|"
+                           r"Expecting shape", res.error or "")
+    masks_left_out = bool(missing) and set(missing) <= set(masks) and set(columns) <= set(sig.inputs)
+    if not (size_error or masks_left_out):
+        return None
     details = []
+    n_lengths = 0
     for name, col in columns.items():
         by = rc.ragged_lengths(col)
         if by:
-            details.append(f"`{name}`: " + "; ".join(
-                f"row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows[:8]))} "
-                f"{'have' if len(rows) > 1 else 'has'} {n} values"
-                for n, rows in sorted(by.items(), key=lambda kv: -len(kv[1]))))
+            details.append(f"`{name}`: {_rows_text(by)}")
+            n_lengths = max(n_lengths, len(by))
     if not details:
         return None
-    has_mask = [n for n in list(sig.inputs) + list(columns) if "mask" in n.lower()]
-    widths = {n: s.shape[1] for n, s in sig.inputs.items() if s.shape and len(s.shape) == 2}
-    fixed = [f"`{n}` takes exactly {w}" for n, w in widths.items() if w != -1]
-    pad = ("pad every row to " + ("the model's length" if fixed else "the longest") + " with 0"
-           + (f" and set {_q(sorted(set(has_mask)))} to 0 on the padding" if has_mask else
-              " (the model has no mask input: padding changes its answer unless it was trained "
-              "with the same padding)"))
-    per_length = ("send one request per row length" if not fixed else
-                  "one request per length does not work here, since " + ", ".join(fixed))
-    return Finding(
-        "KD304", "error", "tfs-parse",
-        "Ragged rows: " + " | ".join(details) + ". A tensor must be rectangular, so TF Serving "
-        "rejects the request.",
-        f"Choose: {pad} (the fixed payload below does this); or {per_length}.")
+    text = "Ragged rows: " + " | ".join(details) + ". A tensor must be rectangular, so TF " \
+        "Serving rejects the request"
+    if masks_left_out:
+        text += f"; and the mask input {_q(missing)} was not sent"
+    widths = {n: s.shape[1] for n, s in sig.inputs.items() if s.shape and len(s.shape) >= 2}
+    fixed = [f"`{n}` takes exactly {w}" for n, w in widths.items() if w != -1 and n in columns]
+    pad = "pad every row to " + ("the model's length" if fixed else "the longest") + " with 0"
+    if masks:
+        pad += (f" and set {_q(masks)} to 1 on the real values and 0 on the padding, so the "
+                "model ignores it (the fixed payload below does this)")
+    else:
+        pad += (" (the fixed payload below does this): the model has no mask input, so padding "
+                "changes the numbers unless the model masks internally (e.g. "
+                "Embedding(mask_zero=True)); the graph decides, and replay with the model shows it")
+    if fixed:
+        per_length = "one request per length does not work here, since " + ", ".join(fixed)
+    elif n_lengths > rc.MAX_LENGTH_GROUPS:
+        per_length = (f"send one request per row length ({n_lengths} lengths, too many to list: "
+                      "group the rows by length in the client; each gives the notebook's numbers)")
+    else:
+        per_length = ("send one request per row length (listed below; each gives the notebook's "
+                      "numbers)")
+    return Finding("KD304", "error", "tfs-parse", text + ".", f"Choose: {pad}; or {per_length}.")
 
 
-RULES = (image_bytes_rule, b64_alphabet_rule, example_rule, text_to_ids_rule, positional_rule,
-         bare_columns_rule, names_rule, ragged_rule)
+# ragged_rule before the name and position rules: rows without the mask input they need are
+# ragged rows first (TF Serving names the missing mask before it sees the lengths).
+RULES = (image_bytes_rule, b64_alphabet_rule, example_rule, text_to_ids_rule, ragged_rule,
+         positional_rule, bare_columns_rule, names_rule)
 
 
 def family_finding(res: ValidationResult, req: Request, sig: Signature) -> Finding | None:

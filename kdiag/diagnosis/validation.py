@@ -25,7 +25,16 @@ from kdiag.path.tfs_emulator import TfServingEmulator
 from kdiag.path.trace import StageRecord, excerpt
 from kdiag.path.wire import BODY_LIMITS, body_too_large, check_wire
 from kdiag.payloads.build import csv_allowed, csv_request, tfs_request
-from kdiag.payloads.recover import NoFix, Recovered, fix_b64_in_place, recover
+from kdiag.payloads.recover import (
+    MAX_LENGTH_GROUPS,
+    NoFix,
+    Recovered,
+    fix_b64_in_place,
+    group_tensors,
+    length_groups,
+    recover,
+    requested_signature,
+)
 
 
 @dataclass
@@ -96,7 +105,8 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
             # (FAILED_PRECONDITION, which TF Serving answers with 400), as replay shows.
             res.accepted, res.status, res.stage = False, 400, "model"
             res.status_candidates = None
-    sig = pick_signature(signatures, opts.signature_name) if signatures else None
+    sig = pick_signature(signatures, opts.signature_name or requested_signature(
+        req.body_bytes, req.content_type, signatures)) if signatures else None
     diagnose(res, req, signatures, opts, sig)
     if propose_fix and sig is not None and wants_fix(res):
         attach_fixed_payload(res, req, signatures, opts, sig)
@@ -279,6 +289,30 @@ def _candidates(req: Request, sig: Signature, too_large: bool) -> Iterator[Recov
     yield rec
 
 
+def _per_length(rec: Recovered, req: Request, signatures: list[Signature], opts: ValidateOptions,
+                sig: Signature, run_graph: GraphCheck | None) -> list[dict] | None:
+    """Ragged rows, the other choice: one request per row length, unpadded, each checked on the
+    same path as the padded payload (and by the model when it is at hand). None when the model
+    fixes the length, there are more than MAX_LENGTH_GROUPS lengths, or one of them fails."""
+    groups = length_groups(rec.row_lengths, sig)
+    if not groups or len(groups) > MAX_LENGTH_GROUPS:
+        return None
+    out = []
+    for g in groups:
+        part = Recovered(tensors=group_tensors(rec.tensors, g), steps=[], columnar=rec.columnar,
+                         b64=rec.b64)
+        content_type, body = _fixed_body(part, req, sig)
+        part_req = Request(body=body.encode("utf-8"), content_type=content_type,
+                           accept=req.accept, custom_attributes=req.custom_attributes)
+        if not validate(part_req, signatures, opts, propose_fix=False).accepted or (
+                run_graph is not None and run_graph(part_req)):
+            return None
+        out.append({"rows": list(g.rows), "lengths": g.lengths, "content_type": content_type,
+                    "body": body, "verified": ["container", "tfs-parse", "signature"]
+                    + (["graph"] if run_graph is not None else [])})
+    return out
+
+
 def attach_fixed_payload(res: ValidationResult, req: Request, signatures: list[Signature],
                          opts: ValidateOptions, sig: Signature, *,
                          run_graph: GraphCheck | None = None) -> None:
@@ -318,6 +352,9 @@ def attach_fixed_payload(res: ValidationResult, req: Request, signatures: list[S
                 verified.append("graph")
             res.fixed_payload = {"content_type": content_type, "body": body,
                                  "changes": rec.steps, "verified": verified}
+            if rec.row_lengths:
+                res.fixed_payload["per_length"] = _per_length(rec, req, signatures, opts, sig,
+                                                              run_graph)
             return
     except (NoFix, UnicodeDecodeError) as e:
         why = str(e)

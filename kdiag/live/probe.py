@@ -573,13 +573,15 @@ def _agreement(p: PayloadResult, res: ProbeResult, runs_here: bool = False) -> N
                                      "--framework-version pins the one kdiag models."))
         return
     p.agreement = "disagree"
+    # Not confirmed by a run of the model: say what differs and what would tell, blame nothing.
     p.findings.append(_f(
         "KD820", "error",
-        f"{p.name}: kdiag predicted {p.predicted_text}, the endpoint answered {p.live_text}: "
-        f"the endpoint runs something other than {told} (another model or version, another "
-        "container, or an inference.py).",
-        "Check the endpoint's model (ModelDataUrl, image) against what you gave kdiag; "
-        "--fetch-model uses the endpoint's own artifact."))
+        f"{p.name}: kdiag predicted {p.predicted_text} from {told}, the endpoint answered "
+        f"{p.live_text}. Without running the model kdiag cannot tell whether the endpoint "
+        "serves something else (another model or version, another container, an inference.py) "
+        "or the graph itself answers otherwise.",
+        "Run the probe with --model MODEL (the artifact you deployed) or --fetch-model (the "
+        "endpoint's own): the local run of the same model names the cause."))
 
 
 def _root_cause(p: PayloadResult) -> None:

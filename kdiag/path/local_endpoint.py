@@ -31,9 +31,12 @@ class LocalEndpoint(RequestPath):
     def __init__(self, model: str | Path, *, framework_version: str | None = None,
                  code_dir: Path | None = None, model_name: str | None = None,
                  multi_model: bool = False, artifact_code: bool = False,
-                 trust_model: bool | None = None) -> None:
+                 trust_model: bool | None = None,
+                 default_code_dir: Path | None = None) -> None:
         """`artifact_code=True` runs the artifact's own code/inference.py (the user's opt-in,
-        as --code): without it, that code is reported (KD230), never run."""
+        as --code): without it, that code is reported (KD230), never run.
+        `default_code_dir`: the handlers when the model brings no inference.py of its own
+        that runs (a multi-model endpoint's universal script; already opted in)."""
         from kdiag.model.target import target_from_artifact
 
         path = Path(model)
@@ -60,6 +63,9 @@ class LocalEndpoint(RequestPath):
             self.artifact_code_dir = root / "code" if (root / "code").is_dir() else None
             if artifact_code and code_dir is None:
                 code_dir = self.artifact_code_dir
+            if default_code_dir is not None and (
+                    code_dir is None or not (code_dir / "inference.py").is_file()):
+                code_dir = default_code_dir
             target = target_from_artifact(uploaded, code_dir=code_dir, model_name=model_name)
         except BaseException:
             self.close()  # the extraction folder goes on every error, Ctrl-C included

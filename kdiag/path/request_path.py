@@ -103,6 +103,12 @@ class RequestPath:
         self.multi_model = multi_model  # SAGEMAKER_MULTI_MODEL=true: always the Python service
         self.handlers = handlers_for(code_dir) if code_dir is not None else None
 
+    def reimport_handlers(self) -> None:
+        """Import code/inference.py again: after code/requirements.txt is installed, since the
+        first import (when the endpoint opened) may have failed for want of them."""
+        if self.code_dir is not None:
+            self.handlers = handlers_for(self.code_dir)
+
     def emulator(self) -> TfServingEmulator:
         return TfServingEmulator(self.signatures, model_name=self.model_name,
                                  versions=self.versions, tfs_version=self.gen.tfs_version,
@@ -212,7 +218,10 @@ def handlers_for(code_dir: Path) -> Handlers:
         return load_handlers(Path(code_dir))  # no inference.py: load_handlers says so
     with _HANDLERS_LOCK:
         if key not in _HANDLERS:
-            _HANDLERS[key] = load_handlers(Path(code_dir))
+            found = load_handlers(Path(code_dir))
+            if found.startup_error:
+                return found  # not kept: an install may make the next import succeed
+            _HANDLERS[key] = found
         return _HANDLERS[key]
 
 

@@ -18,12 +18,12 @@ import io
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from kdiag.model.signature import Signature, TensorSpec
+from kdiag.model.signature import Signature, TensorSpec, format_shape
 
 WRAPPER_KEYS = ("instances", "inputs", "data", "input_data", "input", "features", "x", "body",
                 "payload", "values")
@@ -36,6 +36,8 @@ class Recovered:
     columnar: bool = False  # send {"inputs": ...}: the client meant whole batched tensors
     b64: tuple[str, ...] = ()  # string inputs that must travel as {"b64": ...}
     body: str | None = None  # a finished body (a minimal in-place edit), sent as is
+    # Inputs padded on axis 1 (ragged rows) -> each row's own length: one request per length.
+    row_lengths: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class NoFix(Exception):
@@ -334,33 +336,153 @@ def ragged_lengths(value: Any) -> dict[int, list[int]] | None:
     return by if len(by) > 1 else None
 
 
-def _pad_ragged(name: str, value: list, spec: TensorSpec, steps: list[str]) -> np.ndarray:
-    """Pad rows of scalars at the end with 0 to the signature's length (or the longest)."""
-    if not all(all(isinstance(x, int | float) and not isinstance(x, bool) for x in r)
-               for r in value):
-        raise NoFix(f"the values for {name!r} are ragged below the first level")
-    want = spec.shape[1] if spec.shape is not None and len(spec.shape) == 2 else -1
-    longest = max(len(r) for r in value)
-    target = longest if want == -1 else want
+def mask_inputs(sig: Signature) -> list[str]:
+    """Inputs that mark real positions against padding: the name says mask (`mask`,
+    `attention_mask`, `padding_mask`, `input_mask`...), the dtype is a number or bool, and the
+    shape has a batch and a position axis."""
+    return [n for n, s in sig.inputs.items() if "mask" in n.lower() and s.shape is not None
+            and len(s.shape) >= 2 and (s.dtype == "bool" or s.dtype.startswith(
+                ("int", "uint", "float", "bfloat", "half", "double")))]
+
+
+MAX_LENGTH_GROUPS = 16  # one request per row length: beyond this, say how many, list none
+
+
+@dataclass(frozen=True)
+class LengthGroup:
+    """Rows of the same length(s): one request per length sends exactly these, unpadded."""
+
+    rows: tuple[int, ...]
+    lengths: dict[str, int]  # padded input -> the rows' own length on axis 1
+
+
+def _pad_rows(name: str, rows: list, spec: TensorSpec, target: int | None, steps: list[str]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows padded at the end with 0 on axis 1, each row's own length), vectorised: the
+    values are converted once and scattered into the real positions of a zero tensor."""
+    lengths = np.fromiter(map(len, rows), dtype=np.intp, count=len(rows))
+    try:
+        flat = np.asarray(list(itertools.chain.from_iterable(rows)))
+    except (ValueError, TypeError, RecursionError, OverflowError):
+        raise NoFix(f"the values for {name!r} are ragged below the first level") from None
+    if flat.dtype.kind == "U":
+        try:
+            flat = flat.astype(np.float64)
+        except ValueError:
+            raise NoFix(f"{name!r} holds text that is not a number") from None
+        steps.append(f"turned the quoted numbers of {name!r} into JSON numbers")
+    if flat.dtype.kind not in "iufb" or (flat.dtype.kind == "b" and spec.dtype != "bool"):
+        raise NoFix(f"the values for {name!r} are ragged and not all numbers")
+    want = spec.shape[1] if spec.shape is not None and len(spec.shape) >= 2 else -1
+    longest = int(lengths.max())
+    target = target if target is not None else (longest if want == -1 else want)
     if longest > target:
         raise NoFix(f"a row of {name!r} holds {longest} values and the model takes {target}")
-    short = [i for i, r in enumerate(value) if len(r) < target]
-    steps.append(f"padded row(s) {', '.join(map(str, short))} of {name!r} at the end with 0 to "
-                 f"length {target}")
-    return np.asarray([list(r) + [0] * (target - len(r)) for r in value])
+    out = np.zeros((len(rows), target) + flat.shape[1:], dtype=flat.dtype)
+    out[np.arange(target) < lengths[:, None]] = flat
+    return out, lengths
+
+
+def _mask_for(name: str, spec: TensorSpec, lengths: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """1/True on each row's real positions, 0/False on the padding, in the mask input's shape
+    (its leading axes are the padded tensor's)."""
+    assert spec.shape is not None
+    rank = len(spec.shape)
+    want = (like.shape[0], like.shape[1]) + like.shape[2:rank]
+    if rank > like.ndim or any(w not in (-1, g) for w, g in zip(spec.shape[1:], want[1:],
+                                                                 strict=True)):
+        raise NoFix(f"the input {name!r} ({format_shape(spec.shape)}) does not fit the padded "
+                    f"values {format_shape(like.shape)}: kdiag cannot write it")
+    real = np.arange(like.shape[1]) < lengths[:, None]
+    real = np.broadcast_to(real.reshape(real.shape + (1,) * (rank - 2)), want)
+    if spec.dtype == "bool":
+        return real.copy()
+    return real.astype(np.float32 if spec.dtype.startswith(("float", "bfloat", "half", "double"))
+                       else np.int64)
+
+
+def pad_ragged_columns(columns: dict[str, Any], sig: Signature, steps: list[str]
+                       ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Pad ragged rows to the longest (or the model's length) with 0, and fill each mask input
+    with 1 on the real positions and 0 on the padding: written when the client sent none (a
+    missing column is None here), padded with 0 like the rest when it did (its rows must have
+    the same lengths as the values they mask). Returns the columns (padded ones as arrays) and
+    each padded input's original row lengths."""
+    masks = mask_inputs(sig)
+    ragged = {n: v for n, v in columns.items() if v is not None and sig.inputs[n].dtype != "string"
+              and ragged_lengths(v) is not None}
+    if not ragged:
+        return columns, {}
+    out = dict(columns)
+    lengths: dict[str, np.ndarray] = {}
+    ref = next((n for n in sig.inputs if n in ragged and n not in masks), None)
+    for n in sig.inputs:
+        if n in ragged and n not in masks:
+            out[n], lengths[n] = _pad_rows(n, ragged[n], sig.inputs[n], None, steps)
+            short = np.flatnonzero(lengths[n] < out[n].shape[1]).tolist()
+            steps.append(f"padded row(s) {', '.join(map(str, short[:8]))}"
+                         f"{' ...' if len(short) > 8 else ''} of {n!r} at the end with 0 to "
+                         f"length {out[n].shape[1]}")
+    for m in masks:
+        if ref is None:
+            if columns.get(m) is None:
+                raise NoFix(f"input {m} missing: kdiag cannot invent its values")
+            if m in ragged:  # only the mask is ragged: pad it like any other input
+                out[m], lengths[m] = _pad_rows(m, ragged[m], sig.inputs[m], None, steps)
+            continue
+        padded, ref_lengths = out[ref], lengths[ref]
+        if columns.get(m) is None:
+            out[m] = _mask_for(m, sig.inputs[m], ref_lengths, padded)
+            lengths[m] = ref_lengths
+            steps.append(f"wrote the mask input {m!r}: 1 on the real values of {ref!r}, 0 on "
+                         "the padding")
+        elif m in ragged:
+            out[m], lengths[m] = _pad_rows(m, ragged[m], sig.inputs[m], padded.shape[1], steps)
+            if not np.array_equal(lengths[m], ref_lengths):
+                raise NoFix(f"the rows of {m!r} have other lengths than the rows of {ref!r}: "
+                            "kdiag cannot tell which positions the mask means")
+            steps.append(f"padded {m!r} with 0 like {ref!r}, so the padding is masked")
+    return out, lengths
+
+
+def length_groups(lengths: dict[str, np.ndarray], sig: Signature) -> list[LengthGroup] | None:
+    """Rows grouped by their own lengths, for one request per length; None when the model
+    fixes a padded input's length (then only padding fits)."""
+    if not lengths or any(sig.inputs[n].shape is None or sig.inputs[n].shape[1] != -1
+                          for n in lengths):
+        return None
+    names = list(lengths)
+    table = np.stack([lengths[n] for n in names], axis=1)
+    combos, which = np.unique(table, axis=0, return_inverse=True)
+    order = np.argsort(which, kind="stable")
+    bounds = np.cumsum(np.bincount(which.ravel(), minlength=len(combos)))[:-1]
+    groups = [LengthGroup(tuple(rows.tolist()), dict(zip(names, map(int, combo), strict=True)))
+              for combo, rows in zip(combos, np.split(order, bounds), strict=True)]
+    return sorted(groups, key=lambda g: g.rows[0])
+
+
+def group_tensors(tensors: dict[str, np.ndarray], group: LengthGroup) -> dict[str, np.ndarray]:
+    """The group's rows of every tensor, the padded ones cut back to the group's length."""
+    idx = np.asarray(group.rows)
+    return {n: a[idx, :group.lengths[n]] if n in group.lengths else a[idx]
+            for n, a in tensors.items()}
 
 
 def _as_array(name: str, value: Any, spec: TensorSpec, steps: list[str]) -> np.ndarray:
-    value = _unjson(value, steps)
+    if isinstance(value, np.ndarray):  # padded by pad_ragged_columns
+        arr = value
+    else:
+        arr = _leaves_array(name, _unjson(value, steps), spec, steps)
+        if spec.dtype == "string":
+            return arr
+    return _typed(name, arr, spec, steps)
+
+
+def _leaves_array(name: str, value: Any, spec: TensorSpec, steps: list[str]) -> np.ndarray:
+    """The nested lists as an array (object dtype: string inputs, already final)."""
     if spec.dtype == "string":
         return _as_strings(name, value, spec, steps)
-    try:
-        shape, leaves = _scan(name, value)
-    except NoFix:
-        if ragged_lengths(value) is None:
-            raise
-        value = _pad_ragged(name, value, spec, steps).tolist()
-        shape, leaves = _scan(name, value)
+    shape, leaves = _scan(name, value)
     if any(isinstance(v, str) for v in leaves):
         try:
             arr = np.array([float(v) for v in leaves], dtype=np.float64)
@@ -374,7 +496,11 @@ def _as_array(name: str, value: Any, spec: TensorSpec, steps: list[str]) -> np.n
             arr = np.array(leaves)
         except (OverflowError, ValueError):
             arr = np.array(leaves, dtype=np.float64)
-    arr = arr.reshape(shape)
+    return arr.reshape(shape)
+
+
+def _typed(name: str, arr: np.ndarray, spec: TensorSpec, steps: list[str]) -> np.ndarray:
+    """The values in the input's dtype family, refusing what would need a guess."""
     if arr.dtype.kind == "b" and spec.dtype != "bool":
         arr = arr.astype(np.int64)
     if spec.dtype == "bool":
@@ -539,6 +665,7 @@ class Sent:
 
     form: str  # "instances" | "inputs" | "bare" (an object without either key) | "list" | "csv"
     data: Any
+    signature_name: str | None = None  # the body's own "signature_name", when a string
 
 
 def read_sent(body: bytes | str, content_type: str | None) -> Sent | None:
@@ -551,11 +678,25 @@ def read_sent(body: bytes | str, content_type: str | None) -> Sent | None:
     if (content_type or "").split(";")[0].strip().lower() == "text/csv":
         return Sent("csv", value)
     if isinstance(value, dict):
+        named = value.get("signature_name")
+        named = named if isinstance(named, str) and named else None
         for key in ("instances", "inputs"):
             if key in value:
-                return Sent(key, _unjson(value[key], []))
-        return Sent("bare", value)
+                return Sent(key, _unjson(value[key], []), named)
+        return Sent("bare", value, named)
     return Sent("list", value)
+
+
+def requested_signature(req_body: bytes, content_type: str | None,
+                        signatures: list[Signature]) -> str | None:
+    """The signature a JSON body names with "signature_name", when the model has it: TF
+    Serving runs that one, so the diagnosis and the fix must read it too (even when parsing
+    fails later)."""
+    if len(signatures) < 2 or b'"signature_name"' not in req_body:
+        return None  # nothing to choose, or not named: no second parse of a large body
+    sent = read_sent(req_body, content_type)
+    name = sent.signature_name if sent is not None else None
+    return name if name is not None and any(s.name == name for s in signatures) else None
 
 
 def _examples(value: Any, sig: Signature, steps: list[str]) -> Recovered | None:
@@ -610,7 +751,8 @@ def recover(body: bytes | str, content_type: str | None, sig: Signature) -> Reco
         if not isinstance(value, dict):
             break
         keys = list(value)
-        if _match_names(keys, sig, value) is not None and not (
+        if (_match_names(keys, sig, value) or _without_masks(
+                keys, sig, value, None, lambda m, n, here=value: here[m[n]])) is not None and not (
                 len(keys) == 1 and keys[0] in WRAPPER_KEYS and keys[0] not in sig.inputs):
             break
         if sig.example_features and set(keys) <= {f.key for f in sig.example_features}:
@@ -630,18 +772,22 @@ def recover(body: bytes | str, content_type: str | None, sig: Signature) -> Reco
     mapping: dict[str, str] | None = None
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         keys = list(dict.fromkeys(k for v in value for k in v))
-        mapping = _match_names(keys, sig, longest_values(value), batched=False)
+        sample = longest_values(value)
+        mapping = _match_names(keys, sig, sample, batched=False) or _without_masks(
+            keys, sig, sample, False, lambda m, n: [v.get(m[n]) for v in value])
         if mapping is None:
             check = check_names(value, sig)
             raise NoFix(_names_why(check, sig))
-        columns = {n: [v.get(mapping[n]) for v in value] for n in names}
-        if any(x is None for col in columns.values() for x in col):
+        columns = {n: [v.get(mapping[n]) for v in value] if n in mapping else None
+                   for n in names}
+        if any(x is None for col in columns.values() if col is not None for x in col):
             raise NoFix("some instances lack an input")
     elif isinstance(value, dict):
-        mapping = _match_names(list(value), sig, value)
+        mapping = _match_names(list(value), sig, value) or _without_masks(
+            list(value), sig, value, None, lambda m, n: value[m[n]])
         if mapping is None:
             raise NoFix(_names_why(check_names(value, sig), sig))
-        columns = {n: value[mapping[n]] for n in names}
+        columns = {n: value[mapping[n]] if n in mapping else None for n in names}
         if not peeled and all(fits(columns[n], sig.inputs[n], True) for n in names) and not all(
                 fits(columns[n], sig.inputs[n], False) for n in names):
             # {"a": [[...]], "b": [[...]]}: whole batched columns, which the container would
@@ -649,16 +795,43 @@ def recover(body: bytes | str, content_type: str | None, sig: Signature) -> Reco
             columnar = True
             steps.append("sent the batched columns as {\"inputs\": ...} (columnar)")
     elif len(names) > 1:
-        columns = _positional_columns(value, sig, steps)
+        unmasked = [n for n in names if n not in mask_inputs(sig)]
+        if len(unmasked) == 1 and ragged_lengths(value) is not None:
+            # Ragged rows of the one input that is not a mask: the masks are written below.
+            columns = {n: value if n == unmasked[0] else None for n in names}
+        else:
+            columns = _positional_columns(value, sig, steps)
     else:
         columns = {names[0]: value}
     for n, m in (mapping or {}).items():
         if n != m:
             steps.append(f"renamed input {m!r} to {n!r}")
+    columns = {n: _unjson(v, steps) if v is not None else None for n, v in columns.items()}
+    columns, row_lengths = pad_ragged_columns(columns, sig, steps)
+    missing = [n for n in names if columns[n] is None]
+    if missing:
+        raise NoFix(f"input(s) {', '.join(missing)} missing: kdiag cannot invent their values")
     tensors = {n: _as_array(n, columns[n], sig.inputs[n], steps) for n in names}
     if len({int(a.shape[0]) for a in tensors.values() if a.ndim}) > 1:
         raise NoFix("the inputs hold different numbers of instances")
-    return Recovered(tensors=tensors, steps=list(dict.fromkeys(steps)), columnar=columnar)
+    return Recovered(tensors=tensors, steps=list(dict.fromkeys(steps)), columnar=columnar,
+                     row_lengths=row_lengths)
+
+
+def _without_masks(keys: list[str], sig: Signature, sample: dict[str, Any],
+                   batched: bool | None, column: Any) -> dict[str, str] | None:
+    """The mapping of every input but the mask inputs, when that is what the client left out
+    and its values are ragged rows: then kdiag pads them and writes the masks itself."""
+    masks = mask_inputs(sig)
+    if not masks:
+        return None
+    rest = Signature(sig.name, sig.method_name,
+                     {n: s for n, s in sig.inputs.items() if n not in masks}, sig.outputs)
+    mapping = _match_names(keys, rest, sample, batched)
+    if mapping is None or len(mapping) != len(rest.inputs) or not any(
+            ragged_lengths(_unjson(column(mapping, n), [])) is not None for n in mapping):
+        return None
+    return mapping
 
 
 def _names_why(check: NameCheck | None, sig: Signature) -> str:

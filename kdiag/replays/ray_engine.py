@@ -96,6 +96,7 @@ class EndpointSpec:
     framework_version: str | None = None
     code_dir: str | None = None
     model_name: str | None = None
+    multi_model: bool = False  # --target-model: the multi-model endpoint's path
     settings: DriverSettings = field(default_factory=DriverSettings.current)
 
     def open(self) -> Any:
@@ -105,7 +106,7 @@ class EndpointSpec:
 
         return LocalEndpoint(self.model, framework_version=self.framework_version,
                              code_dir=Path(self.code_dir) if self.code_dir else None,
-                             model_name=self.model_name)
+                             model_name=self.model_name, multi_model=self.multi_model)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from kdiag.path.container import Request
 from kdiag.path.local_endpoint import LocalEndpoint
 from kdiag.path.request_path import Invocation, caller_view, tensor_summary
 from kdiag.path.trace import StageRecord
+from kdiag.payloads.recover import requested_signature
 
 # Graph failures that say more than "the graph failed": (substring, code, cause, fix).
 MODEL_RULES = [
@@ -127,7 +128,8 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     records += [rt.record] if rt.record else []
     findings += [f for f in rt.findings if f.code != "KD660" or not inv.ok]
     accepted = inv.ok and rt.ok
-    sig = pick_signature(endpoint.signatures, inv.signature_name)
+    sig = pick_signature(endpoint.signatures, inv.signature_name or requested_signature(
+        req.body_bytes, req.content_type, endpoint.signatures))
     decoded: dict[str, np.ndarray] = {}
     if accepted:
         rec, decoded, extra = _client_decode(inv, list(sig.outputs))
@@ -158,7 +160,74 @@ def to_result(inv: Invocation, req: Request, endpoint: LocalEndpoint, name: str 
     if wants_fix(res):
         attach_fixed_payload(res, req, endpoint.signatures, opts, sig,
                              run_graph=lambda fixed: _graph_refuses(endpoint, fixed))
+        if res.fixed_payload and res.fixed_payload.get("per_length"):
+            effect = padding_effect(endpoint, res.fixed_payload)
+            if effect is not None:
+                res.findings.append(effect)
     return res
+
+
+def _request(part: dict, like: Request) -> Request:
+    return Request(body=part["body"].encode("utf-8"), content_type=part["content_type"],
+                   accept=like.accept, custom_attributes=like.custom_attributes)
+
+
+def _real_part(padded: np.ndarray, alone: np.ndarray, rows: list[int]) -> np.ndarray | None:
+    """The padded answer's rows that the unpadded request answers: the same rows, and for an
+    output with a position axis the row's own positions. None when the shapes do not say."""
+    mine = padded[np.asarray(rows)]
+    if mine.shape == alone.shape:
+        return mine
+    if mine.ndim >= 2 and mine.ndim == alone.ndim and mine.shape[0] == alone.shape[0] and \
+            mine.shape[2:] == alone.shape[2:] and alone.shape[1] <= mine.shape[1]:
+        return mine[:, :alone.shape[1]]
+    return None
+
+
+def padding_effect(endpoint: LocalEndpoint, fixed: dict) -> Finding | None:
+    """Ragged rows, with the model at hand: does the padded payload give the real rows the
+    outputs they get alone, one request per length? That is what a mask input is for, and a
+    model without one decides it in its graph (KD356 when the numbers change, KD357 when not).
+    None when an answer is missing or the outputs cannot be lined up."""
+    like = Request(body=b"", content_type=fixed["content_type"])
+    padded = endpoint.invoke(_request(fixed, like))
+    if not padded.ok or not padded.outputs:
+        return None
+    changed: dict[int, float] = {}
+    worst = ("", 0.0)
+    for part in fixed["per_length"]:
+        alone = endpoint.invoke(_request(part, like))
+        if not alone.ok or not alone.outputs or set(alone.outputs) != set(padded.outputs):
+            return None
+        for name, got in alone.outputs.items():
+            got = np.asarray(got)
+            mine = _real_part(np.asarray(padded.outputs[name]), got, part["rows"])
+            if mine is None or got.dtype.kind not in "fiub":
+                return None
+            a, b = mine.astype(np.float64), got.astype(np.float64)
+            diff = np.abs(a - b) > 1e-5 + 1e-5 * np.abs(b)
+            if diff.any():
+                per_row = np.where(diff.reshape(len(b), -1).any(axis=1),
+                                   np.abs(a - b).reshape(len(b), -1).max(axis=1), 0.0)
+                for r, d in zip(part["rows"], per_row.tolist(), strict=True):
+                    if d:
+                        changed[r] = max(changed.get(r, 0.0), d)
+                        if d > worst[1]:
+                            worst = (name, d)
+    if not changed:
+        return Finding(
+            "KD357", "info", "model",
+            "Checked with the model: the padded payload gives every real row the outputs it "
+            "gets alone (one request per length): the padding does not change the answer.")
+    rows = sorted(changed)
+    return Finding(
+        "KD356", "warning", "model",
+        f"Padding changes the model's answer: row(s) {', '.join(map(str, rows[:8]))}"
+        f"{' ...' if len(rows) > 8 else ''} give other outputs padded than sent alone at "
+        f"their own length (largest difference {worst[1]:.4g} on `{worst[0]}`): the model has "
+        "no mask input and does not ignore the padding.",
+        "Send one request per row length (listed with the fixed payload), or export the model "
+        "with a mask input (or masking inside, e.g. Embedding(mask_zero=True)).")
 
 
 def _graph_refuses(endpoint: LocalEndpoint, req: Request) -> str | None:

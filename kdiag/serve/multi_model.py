@@ -14,11 +14,26 @@ the Python service (python_service.py PythonServiceResource, DLC 2.2-2.19 at 671
 Container paths `/opt/ml/models/...` in `url` map to DIR. On the Runtime API route,
 `invoke_endpoint(TargetModel="a.tar.gz")` loads DIR/a.tar.gz on first use, as SageMaker downloads
 and extracts `<ModelDataUrl prefix>/a.tar.gz` and calls `POST /models` before invoking.
+
+User code (python_service.py, serve.py), per generation:
+- universal script: G1 (sagemaker-tensorflow-serving 1.x, since dc1ccd1) reads
+  /opt/ml/models/code/ (DIR/code); the 2.x DLC images since beb9f5b3 (2023-03) and 2.20+ read
+  /opt/ml/code/ (DIR/../code). Its inference.py is imported when the service starts (a failure
+  keeps the container from becoming healthy), its requirements.txt pip-installed at start-up
+  (ignored when lib/ exists), its lib/ put on the import path.
+- per-model script (2.x, 2.20+; G1 ignores it): /opt/ml/models/<model_name>/model/code/ —
+  found by the model's NAME, not its url — imported at `POST /models` (a failure: falcon's 500),
+  its lib/ appended to sys.path, its requirements.txt never installed. A TargetModel archive's
+  own code/ is that folder (SageMaker extracts it to /opt/ml/models/<id>/model).
+- for each request: the model's own handlers if it has them, else the universal script, else
+  the default handler (2.20+: which answers 415 for unknown content types).
+kdiag runs none of it unless the user opts in (`--code` names the universal folder,
+`--run-archive-code` runs what the container would find); otherwise it logs what the endpoint
+would run, as KD230 does for one model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -28,6 +43,7 @@ from pathlib import Path
 from kdiag.errors import KdiagError
 from kdiag.path.container import Request, generation_for
 from kdiag.path.request_path import Invocation
+from kdiag.path.target_model import target_model_name
 
 CONTAINER_ROOT = "/opt/ml/models"
 # python_service.py _parse_sagemaker_port_range_mme with the range the platform sets
@@ -68,7 +84,10 @@ class ModelManager:
     versions = None
 
     def __init__(self, models_dir: str | Path, *, framework_version: str | None = None,
-                 max_models: int = DEFAULT_MAX_MODELS, log=None) -> None:
+                 max_models: int = DEFAULT_MAX_MODELS, log=None, code_dir: Path | None = None,
+                 run_model_code: bool = False) -> None:
+        """`code_dir`: the universal code folder to run (--code); `run_model_code`: run the
+        code the container finds itself, universal and per model (--run-archive-code)."""
         self.root = Path(models_dir).resolve()
         if not self.root.is_dir():
             raise KdiagError(f"{models_dir} is not a folder: --multi-model takes the folder of "
@@ -77,6 +96,14 @@ class ModelManager:
         self.gen = generation_for(framework_version)
         self.max_models = max_models
         self.log = log or (lambda line: None)
+        self.run_model_code = run_model_code
+        found = self.universal_code_location()
+        # The universal folder the container reads, and whether kdiag runs its inference.py.
+        self.universal_code_dir: Path | None = (
+            Path(code_dir) if code_dir is not None
+            else found if found is not None and found.is_dir() else None)
+        self.runs_universal = code_dir is not None or run_model_code
+        self.startup_failure: str | None = None  # set by start(): the container won't start
         self._models: dict[str, _Loaded] = {}
         self._lock = threading.RLock()
         lo, hi = PORT_RANGE
@@ -84,6 +111,75 @@ class ModelManager:
         mid = (lo + upper) // 2
         self._rest_ports = list(range(lo, mid))
         self._grpc_ports = list(range(mid, upper))
+
+    # -- user code -------------------------------------------------------------------------
+    def universal_code_location(self) -> Path:
+        """Where the container looks for the universal code/ folder (G1: /opt/ml/models/code,
+        later images: /opt/ml/code, DIR being /opt/ml/models)."""
+        return self.root / "code" if self.gen.name == "G1" else self.root.parent / "code"
+
+    def model_code_location(self, name: str) -> Path | None:
+        """/opt/ml/models/<name>/model/code: a model's own code (None on G1, which has none,
+        and for a name that would leave DIR)."""
+        if self.gen.name == "G1":
+            return None
+        return self.local_path(f"{name}/model/code")
+
+    @property
+    def _universal_handlers(self) -> Path | None:
+        """The universal code folder whose inference.py runs (opted in and present)."""
+        where = self.universal_code_dir
+        if self.runs_universal and where is not None and (where / "inference.py").is_file():
+            return where
+        return None
+
+    def start(self, *, install_requirements: bool = False) -> str | None:
+        """The container's start-up with its universal code: requirements.txt installed (or
+        checked), inference.py imported. Logs what runs and what kdiag leaves out; returns
+        (and keeps as `startup_failure`) why the container would not start, if it would not."""
+        from kdiag.path.request_path import handlers_for
+        from kdiag.serve.requirements import startup_failure_for
+
+        where = self.universal_code_dir
+        if where is None:
+            self.log("kdiag serve: no universal code folder (the container would look in "
+                     f"{self.universal_code_location()}): models without code of their own "
+                     "use the default handler")
+            return None
+        script = where / "inference.py"
+        if script.is_file() and not self.runs_universal:
+            self.log(f"kdiag serve: KD230 warning: {script} is the endpoint's universal "
+                     "inference.py: the container runs it for every model without its own. kdiag "
+                     "runs it only with --run-archive-code (or --code), so it answers with the "
+                     "default handler.")
+        failure = startup_failure_for(where, has_lib=(where / "lib").is_dir(),
+                                      install=install_requirements, log=self.log)
+        if failure is None and self._universal_handlers is not None:
+            error = handlers_for(self._universal_handlers).startup_error
+            if error:
+                failure = (f"{script} fails at import ({error}): the container's Python service "
+                           "worker fails to boot, so it never becomes healthy.")
+            else:
+                self.log(f"kdiag serve: running the universal {script}")
+        self.startup_failure = failure
+        return failure
+
+    def _code_for(self, name: str, own: Path | None) -> tuple[Path | None, str]:
+        """(the code folder whose handlers serve model `name`, a note for the log)."""
+        universal = self._universal_handlers
+        fallback = (f"the universal {universal / 'inference.py'}" if universal is not None
+                    else "the default handler")
+        if own is None or not (own / "inference.py").is_file():
+            return universal, f"handlers: {fallback}"
+        if not self.run_model_code:
+            return universal, (f"KD230 warning: {own / 'inference.py'} is this model's own "
+                               "inference.py: the container runs it for this model; kdiag runs "
+                               f"it only with --run-archive-code, so it answers with {fallback}")
+        note = f"handlers: its own {own / 'inference.py'}"
+        if (own / "requirements.txt").is_file():
+            note += (" (its requirements.txt is not installed: the container installs only the "
+                     "universal one)")
+        return own, note
 
     # -- paths -----------------------------------------------------------------------------
     def local_path(self, url: str) -> Path | None:
@@ -125,19 +221,42 @@ class ModelManager:
             if len(self._models) >= self.max_models:
                 return Answer(507, b"Memory exhausted: not enough memory to start TFS instance",
                               JSON, f"kdiag's cap of {self.max_models} loaded models")
-            return self._start(name, base)
+            return self._start(name, base, own_code=self.model_code_location(name))
 
-    def _start(self, name: str, base: Path) -> Answer:
+    def _start(self, name: str, base: Path, *, own_code: Path | None = None,
+               archive: bool = False) -> Answer:
+        """Load one model. `own_code`: its /opt/ml/models/<name>/model/code; `archive`: a
+        TargetModel archive, whose own code/ is that folder once extracted."""
         from kdiag.path.local_endpoint import LocalEndpoint
         from kdiag.serve.server import load_model
 
+        code_dir, note = (None, "") if archive else self._code_for(name, own_code)
         try:
             ep = LocalEndpoint(base, framework_version=self.framework_version, model_name=name,
-                               multi_model=True)
+                               multi_model=True, code_dir=code_dir,
+                               artifact_code=archive and self.run_model_code
+                               and self.gen.name != "G1",
+                               default_code_dir=self._universal_handlers if archive else None)
+            if archive:
+                own = None if self.gen.name == "G1" else ep.artifact_code_dir
+                note = self._code_for(name, own)[1]
         except KdiagError as e:
             # TF Serving fails to load it; the container's wait for the model gives up.
             self.log(f"kdiag serve: model {name} does not load: {e}")
             return Answer(408, b"Timed out after 55 seconds", JSON, f"does not load: {e}")
+        error = getattr(ep.handlers, "startup_error", None)
+        if error and ep.code_dir != self._universal_handlers:
+            # python_service._import_custom_modules raises inside POST /models: falcon's 500
+            ep.close()
+            self.log(f"kdiag serve: model {name}: {ep.code_dir}/inference.py fails at import "
+                     f"({error})")
+            return Answer(500, _FALCON_500, JSON, f"its inference.py fails at import: {error}")
+        if self.gen.name == "G1":
+            ignored = ep.artifact_code_dir if archive else self.local_path(f"{name}/model/code")
+            if ignored is not None and (ignored / "inference.py").is_file():
+                note += (f"; its own {ignored / 'inference.py'} is ignored (the 1.x images "
+                         "read only the universal script)")
+        self.log(f"kdiag serve: model {name}: {note}")
         try:
             seconds = load_model(ep)
         except KdiagError as e:
@@ -217,7 +336,7 @@ class ModelManager:
                 victim = next(iter(self._models))  # SageMaker unloads to make room
                 self.log(f"kdiag serve: unloading {victim} to make room for {target}")
                 self.unload(victim)
-            ans = self._start(name, archive)
+            ans = self._start(name, archive, archive=True)
         if ans.status != 200:
             return None, f"Model {target} could not be loaded: {ans.note or ans.body.decode()}"
         return name, None
@@ -232,12 +351,6 @@ class ModelManager:
     def names(self) -> list[str]:
         with self._lock:
             return list(self._models)
-
-
-def target_model_name(target: str) -> str:
-    """The name the platform loads a TargetModel under ([inferred]: SageMaker passes an opaque
-    id as `model_name` to POST /models; kdiag uses a hash of the TargetModel)."""
-    return hashlib.sha256(target.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _walk(base: Path):

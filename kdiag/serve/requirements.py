@@ -194,6 +194,19 @@ def endpoint_requirements_failure(endpoint, code_dir: Path | None, *, install: b
                                install=install, log=log)
 
 
+def prepare_startup(endpoint, code_dir: Path | None, *, install: bool = False,
+                    log=lambda line: None) -> str | None:
+    """The container's start-up for the endpoint's user code, in its order: requirements.txt
+    (checked, or installed with `install`), then inference.py imported (again, when the
+    install may have supplied what its first import lacked). Returns why it would not start."""
+    failure = endpoint_requirements_failure(endpoint, code_dir, install=install, log=log)
+    if failure is not None:
+        return failure
+    if install and getattr(endpoint.handlers, "startup_error", None):
+        endpoint.reimport_handlers()
+    return handlers_startup_failure(endpoint)
+
+
 def handlers_startup_failure(endpoint) -> str | None:
     """code/inference.py that cannot be imported (or defines no handlers): the Python
     service's worker fails to boot, gunicorn never opens its socket and the container's

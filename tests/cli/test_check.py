@@ -235,6 +235,69 @@ def test_unknown_configuration_key_exits_2(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "unknown key(s)" in r.output
 
 
+def tolerance_project(root: Path, tolerances: str) -> Path:
+    """The good archive, one payload whose answer is 2.5, and a golden 2.51 for it: within
+    0.05, not within 1e-5."""
+    (root / ".git").mkdir(parents=True)
+    (root / "model").mkdir()
+    shutil.copy(GOOD, root / "model" / "model.tar.gz")
+    (root / "examples").mkdir()
+    (root / "examples" / "request.json").write_text('{"instances": [[1, 1, 1, 1, 1]]}')
+    (root / "examples" / "golden.jsonl").write_text(
+        json.dumps({"id": "request.json", "outputs": {"output_0": [[2.51]]}}) + "\n")
+    (root / "pyproject.toml").write_text(
+        '[tool.kdiag]\nmodel = "model/model.tar.gz"\npayloads = ["examples/request.json"]\n'
+        'golden = "examples/golden.jsonl"\ncontent_types = []\n' + tolerances + "\n")
+    return root
+
+
+def golden_case(out: Path) -> dict:
+    return next(c for c in json.loads(out.read_text())["cases"] if c["group"] == "golden")
+
+
+@pytest.mark.tf
+def test_configured_per_output_tolerance_passes_golden_and_an_option_replaces_it(
+        tmp_path, monkeypatch):
+    if not tensorflow_available():
+        pytest.skip("needs TensorFlow")
+    monkeypatch.chdir(tolerance_project(tmp_path / "repo",
+                                        "atol = {default = 1e-5, output_0 = 0.05}\nrtol = 0"))
+    out = tmp_path / "r.json"
+    r = run("--json", out)
+    assert r.exit_code == 0, r.output
+    case = golden_case(out)
+    assert case["status"] == "passed" and "atol 1e-05 (output_0 0.05), rtol 0" in case["detail"]
+    # Any --atol replaces the file's table, as a repeated option replaces the file's list.
+    r = run("--json", out, "--atol", "1e-5")
+    assert r.exit_code == 1 and golden_case(out)["status"] == "failed", r.output
+    assert run("--atol", "output_0=0.05").exit_code == 0
+
+
+@pytest.mark.tf
+def test_a_configured_number_tolerance_still_applies_to_every_output(tmp_path, monkeypatch):
+    if not tensorflow_available():
+        pytest.skip("needs TensorFlow")
+    monkeypatch.chdir(tolerance_project(tmp_path / "repo", "atol = 0.05\nrtol = 0"))
+    assert run().exit_code == 0
+    (tmp_path / "repo" / "pyproject.toml").write_text(
+        (tmp_path / "repo" / "pyproject.toml").read_text().replace("atol = 0.05", "atol = 1e-3"))
+    assert run().exit_code == 1
+
+
+@pytest.mark.parametrize("tolerances,where", [
+    ('atol = {output_0 = "x"}', "atol.output_0"),
+    ("rtol = -1", "rtol"),
+    ("atol = {}", "atol"),
+])
+def test_a_bad_configured_tolerance_exits_2_naming_the_key_and_the_file(
+        tmp_path, monkeypatch, tolerances, where):
+    monkeypatch.chdir(tolerance_project(tmp_path / "repo", tolerances))
+    r = run("--no-replay")
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "pyproject.toml:" in text and f"{where} " in text and "Traceback" not in r.output
+
+
 def test_github_annotations_escape_properties_and_data():
     res = CheckResult(model="m", fail_on="error", cases=[CheckCase(
         "c", "payload", "failed", findings=[

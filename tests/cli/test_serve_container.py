@@ -79,3 +79,28 @@ def test_multi_model_serves_the_model_management_api(served, tmp_path):  # noqa:
     status, body = post(url, "/endpoints/local/invocations", b'{"instances": [2.0]}',
                         {"X-Amzn-SageMaker-Target-Model": "two.tar.gz"})
     assert status == 200 and json.loads(body) == {"predictions": [3.0]}
+
+
+@pytest.mark.tf
+def test_multi_model_user_code_is_said_or_run_on_request(served, tmp_path):  # noqa: F811
+    """/opt/ml as the container sees it: code/ (the universal script: the fixture's handlers,
+    which turn CSV rows into instances) and models/. Without the opt-in the log says so and the
+    default handler forwards the raw CSV; with --run-archive-code the handlers run."""
+    shutil.copytree(FIXTURES / "code", tmp_path / "code")
+    root = tmp_path / "models"
+    shutil.copytree(MODELS / "mme", root)
+    load = json.dumps({"model_name": "h2", "url": "/opt/ml/models/half_plus_two"}).encode()
+    csv = {"Content-Type": "text/csv"}
+    plain = served("--multi-model", str(root), "--port", "0", "--framework-version", "2.20")
+    url = plain.url()
+    assert wait_for(plain.stderr, "KD230 warning")
+    assert post(url, "/models", load)[0] == 200
+    status, _ = post(url, "/models/h2/invoke", b"1.0\n2.0", csv)
+    assert status == 400  # raw CSV to TF Serving: its 400, relayed by the 2.20+ default handler
+    ran = served("--multi-model", str(root), "--port", "0", "--framework-version", "2.20",
+                 "--run-archive-code")
+    url = ran.url()
+    assert wait_for(ran.stderr, "running the universal")
+    assert post(url, "/models", load)[0] == 200
+    status, body = post(url, "/models/h2/invoke", b"1.0\n2.0", csv)
+    assert status == 200 and json.loads(body) == {"predictions": [[2.5], [3.0]]}

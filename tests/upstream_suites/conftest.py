@@ -77,12 +77,12 @@ def serve(model: Path, framework_version: str | None, **kwargs):
     """Start `kdiag serve` on `model` as the fixture's container (with the model's own code/
     when `artifact_code=True`, as --run-archive-code); returns (server, endpoint)."""
     from kdiag.path.local_endpoint import LocalEndpoint
-    from kdiag.serve.requirements import endpoint_requirements_failure, handlers_startup_failure
+    from kdiag.serve.requirements import prepare_startup
     from kdiag.serve.server import load_model, start_server
 
     ep = LocalEndpoint(model, framework_version=framework_version, **kwargs)
     code = ep.artifact_code_dir if kwargs.get("artifact_code") else None
-    ep.startup_failure = endpoint_requirements_failure(ep, code) or handlers_startup_failure(ep)
+    ep.startup_failure = prepare_startup(ep, code)
     if ep.startup_failure is None:
         load_model(ep)
     return start_server(ep), ep

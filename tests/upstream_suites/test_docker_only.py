@@ -11,8 +11,6 @@ DOCKER_ONLY = {
         "the request and answer are test_container_local.py's test_predict",
     "g1/test_nginx_config.py (reading the container's stdout until 'started nginx')":
         "the nginx config lines are checked in test_startup_config_local.py from kdiag's log",
-    "dlc/test_pre_post_processing_mme1-4.py (universal /opt/ml/models/code/inference.py)":
-        "multi-model mode with a universal code/ folder is not emulated by kdiag serve",
     "dlc/test_tfs_batching.py (TF Serving batching behaviour under load)":
         "batching changes timing only; the config lines are in test_startup_config_local.py",
     "dlc-2.20/test_conv_gpu.py": "needs a GPU and cuDNN",
