@@ -10,12 +10,17 @@ matching command makes, and wraps the result in a frozen type from kdiag.results
 caller can cause raise kdiag.errors.KdiagError with one plain paragraph. Payload arguments
 follow kdiag.payloads.adapt's rule (bytes, str body or path, Path, numpy array, dict of arrays,
 DataFrame, Payload, or any object with the SDK serializer that sends it).
+
+Safety, per call: `limits=` (a kdiag.limits.Limits, or a dict of cap names as `--cap` takes
+them, e.g. {"archive-bytes": "40GiB"}, applied over the caps in effect) and, where a graph may
+run, `trust_model=` (None: the process-wide setting). Both hold for that call only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,41 +36,64 @@ from kdiag.results import (
 )
 
 if TYPE_CHECKING:
+    from kdiag.limits import Limits
     from kdiag.model.signature import Signature
     from kdiag.model.target import Target
     from kdiag.path.local_endpoint import LocalEndpoint
 
+    Caps = Limits | Mapping[str, int | str] | None
+
+
+@contextmanager
+def _safety(limits: Caps, trust_model: bool | None = None) -> Iterator[None]:
+    """One call's caps and trust (kdiag.limits.limits_for_call, graph_trust.trust_for_call):
+    in effect for everything the call does, gone when it returns or raises."""
+    from kdiag.limits import limits_for_call
+
+    with limits_for_call(limits):
+        if trust_model is None:
+            yield
+            return
+        from kdiag.model.graph_trust import trust_for_call
+
+        with trust_for_call(trust_model):
+            yield
+
+
 def inspect(model: str | Path, *, custom_objects: str | Path | None = None,
-            endpoint_name: str = "my-endpoint") -> ModelReport:
+            endpoint_name: str = "my-endpoint", limits: Caps = None) -> ModelReport:
     """The serving signatures of a SavedModel folder, version parent, model.tar.gz, .keras or
     .h5 file, the request the endpoint expects, and what would break the deployment. Reads the
-    files only: no TensorFlow."""
+    files only: no TensorFlow. `limits`: this call's safety caps (see the module docstring)."""
     from kdiag.model.inspection import inspect_model
 
-    return ModelReport(inspect_model(Path(model), endpoint_name=endpoint_name,
-                                     custom_objects=_path(custom_objects)))
+    with _safety(limits):
+        return ModelReport(inspect_model(Path(model), endpoint_name=endpoint_name,
+                                         custom_objects=_path(custom_objects)))
 
 
 def sample(model_or_signature: Any, *, content_type: str = "application/json", n: int = 1,
            seed: int = 0, batch: int = 1, signature_name: str | None = None,
            columnar: bool = False, ranges: Mapping[str, tuple[float, float]] | None = None,
            dims: Mapping[str, Mapping[int, int]] | None = None,
-           image_size: tuple[int, int] | None = None) -> list[Payload]:
+           image_size: tuple[int, int] | None = None, limits: Caps = None) -> list[Payload]:
     """`n` request bodies the signature accepts (seeds seed, seed+1, ...), each with `batch`
-    instances. `content_type`: json, jsonlines, csv or a full MIME type."""
+    instances. `content_type`: json, jsonlines, csv or a full MIME type. `limits`: this
+    call's caps (sample-elements and sample-bytes bound each body)."""
     from kdiag.payloads.sample import SampleOptions, generate
 
     if n < 1:
         raise KdiagError(f"n must be at least 1 (got {n}).")
-    sig = _signature(model_or_signature, signature_name)
-    out = []
-    for i in range(n):
-        opts = SampleOptions(batch=batch, seed=seed + i, ranges=dict(ranges or {}),
-                             dims={k: dict(v) for k, v in (dims or {}).items()},
-                             columnar=columnar, content_type=content_type,
-                             image_size=image_size)
-        s = generate(sig, opts)
-        out.append(Payload(s.content_type, s.body, tuple(s.notes)))
+    with _safety(limits):
+        sig = _signature(model_or_signature, signature_name)
+        out = []
+        for i in range(n):
+            opts = SampleOptions(batch=batch, seed=seed + i, ranges=dict(ranges or {}),
+                                 dims={k: dict(v) for k, v in (dims or {}).items()},
+                                 columnar=columnar, content_type=content_type,
+                                 image_size=image_size)
+            s = generate(sig, opts)
+            out.append(Payload(s.content_type, s.body, tuple(s.notes)))
     return out
 
 
@@ -75,7 +103,7 @@ def validate(payload: Any, model_or_signature: Any, *, content_type: str | None 
              custom_attributes: str | None = None, via: str = "container", code: str | Path | None = None,
              signature_name: str | None = None, model_name: str | None = None,
              endpoint_kind: str = "realtime", name: str | None = None,
-             target_model: str | None = None) -> Diagnosis:
+             target_model: str | None = None, limits: Caps = None) -> Diagnosis:
     """What the endpoint answers to `payload`, stage by stage, without the model and without
     TensorFlow: the status and error text, the root cause, and a corrected payload.
 
@@ -83,7 +111,22 @@ def validate(payload: Any, model_or_signature: Any, *, content_type: str | None 
     list of them), or a kdiag.model.target.Target. `serializer`: the SageMaker SDK serializer
     the client uses (predictor.serializer), so the body checked is the body it sends;
     `deserializer` (predictor.deserializer) sets Accept as the SDK does, from its ACCEPT.
-    `target_model`: sent as invoke_endpoint(TargetModel=...) to a multi-model endpoint."""
+    `target_model`: sent as invoke_endpoint(TargetModel=...) to a multi-model endpoint.
+    `limits`: this call's safety caps (reading the model, the request's size)."""
+    with _safety(limits):
+        return _validate(payload, model_or_signature, content_type=content_type,
+                         framework_version=framework_version, serializer=serializer,
+                         deserializer=deserializer, accept=accept,
+                         custom_attributes=custom_attributes, via=via, code=code,
+                         signature_name=signature_name, model_name=model_name,
+                         endpoint_kind=endpoint_kind, name=name, target_model=target_model)
+
+
+def _validate(payload: Any, model_or_signature: Any, *, content_type: str | None,
+              framework_version: str | None, serializer: Any, deserializer: Any,
+              accept: str | None, custom_attributes: str | None, via: str,
+              code: str | Path | None, signature_name: str | None, model_name: str | None,
+              endpoint_kind: str, name: str | None, target_model: str | None) -> Diagnosis:
     from kdiag.diagnosis.validation import ValidateOptions
     from kdiag.diagnosis.validation import validate as validate_request
     from kdiag.model.signature import pick_signature
@@ -118,7 +161,7 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
            keras: str | Path | None = None, client_input: Any = None,
            custom_objects: str | Path | None = None, unsafe_keras: bool = False,
            trust_model: bool | None = None, atol: float = 1e-5,
-           rtol: float = 1e-5, target_model: str | None = None) -> Replay:
+           rtol: float = 1e-5, target_model: str | None = None, limits: Caps = None) -> Replay:
     """Payloads through the real model exactly as the endpoint runs them (needs TensorFlow).
 
     A list or tuple is several payloads (replayed in stacked model calls); anything else is one
@@ -126,7 +169,27 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
     a model path, or a LocalEndpoint you opened (kept open). With `keras` and `client_input`,
     the notebook's own predict() runs on client_input and is compared with the endpoint.
     A model whose serving graph writes, deletes or lists files runs only with trust_model
-    (None: the process-wide setting, graph_trust.set_trust, which --trust-model sets)."""
+    (None: the process-wide setting, graph_trust.set_trust, which --trust-model sets).
+    `limits`: this call's safety caps (extracting model.tar.gz, reading .keras files)."""
+    with _safety(limits, trust_model):
+        return _replay(payload_or_payloads, model, content_type=content_type,
+                       serializer=serializer, accept=accept or accept_of(deserializer),
+                       custom_attributes=custom_attributes,
+                       framework_version=framework_version, code=code, model_name=model_name,
+                       max_batch=max_batch, progress=progress, keras=keras,
+                       client_input=client_input, custom_objects=custom_objects,
+                       unsafe_keras=unsafe_keras, trust_model=trust_model, atol=atol,
+                       rtol=rtol, target_model=target_model)
+
+
+def _replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
+            content_type: str | None, serializer: Any, accept: str | None,
+            custom_attributes: str | None, framework_version: str | None,
+            code: str | Path | None, model_name: str | None, max_batch: int,
+            progress: Callable[[int], None] | None, keras: str | Path | None,
+            client_input: Any, custom_objects: str | Path | None, unsafe_keras: bool,
+            trust_model: bool | None, atol: float, rtol: float,
+            target_model: str | None) -> Replay:
     from kdiag.model.runner import require_tensorflow
     from kdiag.path.container import Request
     from kdiag.path.local_endpoint import LocalEndpoint
@@ -135,7 +198,6 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
     from kdiag.replays.replay import notebook_versus_endpoint, replay_many, replay_one
 
     require_tensorflow("kdiag.replay")
-    accept = accept or accept_of(deserializer)
     if (keras is None) != (client_input is None):
         raise KdiagError("keras and client_input go together: the notebook's model and what "
                          "the notebook passed to its predict().")
@@ -174,14 +236,21 @@ def replay(payload_or_payloads: Any, model: str | Path | LocalEndpoint, *,
     return Replay(tuple(results), single, sig)
 
 
-def probe(endpoint_name: str, **options: Any) -> ProbeReport:
+def probe(endpoint_name: str, *, limits: Caps = None, trust_model: bool | None = None,
+          **options: Any) -> ProbeReport:
     """A live SageMaker endpoint, end to end: status and model, signature, what it answers to
     payloads next to what kdiag predicts, root causes, log lines, a local replay.
 
     Options are kdiag.live.probe.ProbeOptions' fields (signature, model, payloads,
     content_types, max_requests, rate, dry_run, ...), AwsOptions' fields (profile, region,
     endpoint_url, runtime_endpoint_url, timeout, ...), and `retries`. Credentials never appear
-    in the result or in an error message."""
+    in the result or in an error message. `limits` and `trust_model`: this call's caps (the
+    fetched model.tar.gz) and whether the local replay may run a graph that writes files."""
+    with _safety(limits, trust_model):
+        return _probe(endpoint_name, options)
+
+
+def _probe(endpoint_name: str, options: dict[str, Any]) -> ProbeReport:
     from kdiag.live.invoke import RetryPolicy
     from kdiag.live.probe import ProbeOptions
     from kdiag.live.probe import probe as probe_endpoint
@@ -199,8 +268,9 @@ def probe(endpoint_name: str, **options: Any) -> ProbeReport:
     clients = AwsClients(aws, redact)
     try:
         result = probe_endpoint(endpoint_name, opts, clients=clients)
-    except KdiagError as e:
-        raise KdiagError(redact(str(e))) from None
+    except KdiagError as e:  # the same error (UntrustedGraph, LimitExceeded, ...), redacted
+        e.args = (redact(str(e)),)
+        raise e from None
     except Exception as e:  # botocore surprises: one redacted paragraph, never a traceback
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -210,13 +280,20 @@ def probe(endpoint_name: str, **options: Any) -> ProbeReport:
     return ProbeReport(result, redact.tree(result.to_json()))
 
 
-def check(model: str | Path, **options: Any) -> CheckReport:
+def check(model: str | Path, *, limits: Caps = None, trust_model: bool | None = None,
+          **options: Any) -> CheckReport:
     """Every check kdiag has, on `model`, in one run: the pre-deploy gate.
 
     Options are kdiag.ci.check.CheckOptions' fields (framework_version, content_types,
     payloads as "FILE[:CONTENT_TYPE]" strings, expect_output as "NAME:DTYPE:SHAPE" strings,
     golden, atol, rtol, fail_on, replay, ...). Configuration files are not read: that is the
-    command's job."""
+    command's job. `limits` and `trust_model`: this call's caps, and whether the replay may
+    run a graph that writes, deletes or lists files."""
+    with _safety(limits, trust_model):
+        return _check(model, options)
+
+
+def _check(model: str | Path, options: dict[str, Any]) -> CheckReport:
     from kdiag.ci.check import CheckOptions, parse_expectation, parse_payload_arg, run_check
 
     known = {f.name for f in dataclasses.fields(CheckOptions)} - {"model"}

@@ -86,21 +86,41 @@ class Terminated(BaseException):
     `finally` and `with` block runs (temporary folders, half-written files) before exit 143."""
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
+def _stop_once(signum, frame) -> None:
+    """The first Ctrl-C or SIGTERM unwinds the run (every `finally`: temporary folders,
+    half-written files); later ones are ignored until the exit, so a second Ctrl-C cannot cut
+    that cleanup short and leave a folder behind (SIGKILL still stops a hung one)."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
 def main(argv: list[str] | None = None) -> None:
     import signal
     import threading
 
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, _stop_once) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        _run(argv, debug)
+    finally:
+        # An in-process caller (a test, a script) gets its handlers back; after a signal they
+        # stay ignored, so that one arriving while the process exits cannot change its code.
+        for s, handler in previous.items():
+            if signal.getsignal(s) is _stop_once:
+                signal.signal(s, handler)
+
+
+def _run(argv: list[str] | None, debug: bool) -> None:
     from kdiag.errors import KdiagError
     from kdiag.redact import mask
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
-
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         rc = cli.main(args=argv, prog_name="kdiag", standalone_mode=False)

@@ -3,12 +3,17 @@
 Every cap has a name the CLI accepts in `--cap NAME=SIZE` (repeatable, on every command that
 reads a model), a default sized for real SageMaker artifacts, and one message shape when it is
 hit: what was measured, which cap, and the option that raises it. The CLI sets the process-wide
-values once (`set_limits`); library callers may pass their own `Limits`.
+values once (`set_limits`); an API call with `limits=` sets them for that call only
+(`limits_for_call`, a context variable: nothing leaks into the next call or another thread);
+readers may also be passed their own `Limits`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 
 from kdiag.errors import KdiagError
@@ -50,6 +55,8 @@ _HELP = {
     "sample-bytes": "bytes of one generated example request",
 }
 _active = DEFAULT
+# One API call's own caps (kdiag.inspect(..., limits=...)); None: the process-wide ones.
+_for_call: ContextVar[Limits | None] = ContextVar("kdiag_limits_for_call", default=None)
 
 
 def option_name(attr: str) -> str:
@@ -87,10 +94,14 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * scale)
 
 
+def _known() -> dict[str, str]:
+    return {option_name(f.name): f.name for f in fields(Limits)}
+
+
 def parse_limit_options(items: tuple[str, ...] | list[str], base: Limits = DEFAULT) -> Limits:
     """`NAME=SIZE` items (from --cap) applied over `base`."""
     changes = {}
-    known = {option_name(f.name): f.name for f in fields(Limits)}
+    known = _known()
     for item in items:
         name, sep, value = item.partition("=")
         attr = known.get(name.strip().lower())
@@ -101,13 +112,61 @@ def parse_limit_options(items: tuple[str, ...] | list[str], base: Limits = DEFAU
     return replace(base, **changes)
 
 
+def parse_cap_table(table: Mapping[str, object], where: str = "limits") -> dict[str, int]:
+    """{"archive-bytes": "40GiB", "archive-members": 500000} (names as --cap takes them; `_`
+    for `-` is read too) -> Limits field values. Errors name `where` and the key."""
+    if not isinstance(table, Mapping):
+        raise KdiagError(f"{where} must be a table of cap names to sizes, e.g. "
+                         f"{{archive-bytes = \"40GiB\"}} (got {table!r}).")
+    known = _known()
+    out = {}
+    for name, value in table.items():
+        attr = known.get(str(name).strip().lower().replace("_", "-"))
+        if attr is None:
+            raise KdiagError(f"{where}: unknown cap {name!r}; caps are {', '.join(known)}.")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            out[attr] = value
+        elif isinstance(value, str):
+            try:
+                out[attr] = parse_size(value)
+            except KdiagError as e:
+                raise KdiagError(f"{where}.{name}: {e}") from None
+        else:
+            raise KdiagError(f"{where}.{name}: write a size such as \"40GiB\" or a whole "
+                             f"number >= 0 (got {value!r}).")
+    return out
+
+
+def as_limits(value: Limits | Mapping[str, object], base: Limits | None = None) -> Limits:
+    """An API caller's `limits=`: a Limits as is, or a {cap name: size} dict applied over
+    `base` (default: the caps in effect)."""
+    if isinstance(value, Limits):
+        return value
+    return replace(base or active_limits(), **parse_cap_table(value))
+
+
 def set_limits(limits: Limits) -> None:
+    """The CLI's --cap, process-wide (an API call's `limits=` wins for that call)."""
     global _active
     _active = limits
 
 
 def active_limits() -> Limits:
-    return _active
+    return _for_call.get() or _active
+
+
+@contextmanager
+def limits_for_call(limits: Limits | Mapping[str, object] | None) -> Iterator[Limits]:
+    """The caps every reader uses inside the block (None: leave them as they are); restored
+    on exit, so one call's caps never become the next call's."""
+    if limits is None:
+        yield active_limits()
+        return
+    token = _for_call.set(as_limits(limits))
+    try:
+        yield active_limits()
+    finally:
+        _for_call.reset(token)
 
 
 class LimitExceeded(KdiagError):
@@ -119,5 +178,6 @@ class LimitExceeded(KdiagError):
         super().__init__(
             f"{what} is {shown}, over the {option_name(attr)} cap ({human(cap, attr)}): kdiag "
             f"stops there rather than exhaust memory, disk or time. If you trust the input, "
-            f"raise it with --cap {option_name(attr)}=SIZE.")
+            f"raise it with --cap {option_name(attr)}=SIZE (in Python: "
+            f"limits={{{option_name(attr)!r}: SIZE}}).")
         self.attr = attr

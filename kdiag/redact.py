@@ -29,6 +29,25 @@ PATTERNS = (
     re.compile(r"(Authorization[=:]\s*)[^\n\"']+", re.I),
     re.compile(r"()\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"),
 )
+# What each pattern cannot match without (looked for in the case-folded text): a substring test
+# is a fraction of a regex scan, and mask runs on every line a million-line run writes.
+_MARKERS = (("://",), ("credential=",), ("signature=",), ("x-amz-security-token",),
+            ("x-amz-credential",), ("authorization",), ("akia", "asia", "aroa", "aida"))
+
+
+_env_cache: tuple[frozenset, list[str]] | None = None
+
+
+def _process_env_secrets() -> list[str]:
+    """env_secrets() of os.environ, recomputed only when the environment changed."""
+    global _env_cache
+    data = getattr(os.environ, "_data", None)  # CPython's raw mapping: hashed at C speed
+    if not isinstance(data, dict):
+        return env_secrets()
+    key = frozenset(data.items())
+    if _env_cache is None or _env_cache[0] != key:
+        _env_cache = (key, env_secrets())
+    return _env_cache[1]
 
 
 def env_secrets(environ: dict[str, str] | None = None) -> list[str]:
@@ -43,11 +62,13 @@ def mask(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
     """`text` with every secret replaced by ***. Cheap when there is nothing to mask."""
     if not text:
         return text
-    for s in (*extra, *env_secrets()):
+    for s in (*extra, *_process_env_secrets()):
         if s in text:
             text = text.replace(s, "***")
-    for pat in PATTERNS:
-        text = pat.sub(lambda m: m.group(1) + "***", text)
+    folded = text.casefold()  # re.I matches what casefold equates (Kelvin sign, long s)
+    for pat, markers in zip(PATTERNS, _MARKERS, strict=True):
+        if any(m in folded for m in markers):
+            text = pat.sub(lambda m: m.group(1) + "***", text)
     return text
 
 

@@ -130,6 +130,37 @@ def test_empty_content_types_means_generate_nothing(tmp_path):
     assert load_config(p).content_types is None
 
 
+def test_caps_and_trust_model_are_read_with_the_flag_and_cap_spellings(tmp_path):
+    p = tmp_path / "kdiag.toml"
+    p.write_text('trust-model = true\ncaps = {archive-bytes = "40GiB", archive_members = 500000}\n')
+    cfg = load_config(p)
+    assert cfg.trust_model is True
+    assert cfg.caps == {"archive_bytes": 40 << 30, "archive_members": 500_000}
+    p.write_text("[tool.kdiag]\ntrust_model = false\n[tool.kdiag.caps]\nheader-bytes = \"2M\"\n")
+    cfg = load_config(p)
+    assert cfg.trust_model is False and cfg.caps == {"header_bytes": 2 << 20}
+    assert load_config(tmp_path / "kdiag.toml").caps == {"header_bytes": 2 << 20}
+    p.write_text('model = "m"\n')
+    assert load_config(p).trust_model is None and load_config(p).caps == {}
+
+
+@pytest.mark.parametrize("body,match", [
+    ('trust_model = "yes"', "trust_model must be true or false"),
+    ("trust-model = 1", "trust_model must be true or false"),
+    ('caps = "40GiB"', "caps must be a table of cap names to sizes"),
+    ('caps = {archive-size = "1GiB"}', "caps: unknown cap 'archive-size'; caps are archive-bytes"),
+    ('caps = {archive-bytes = "40 gigs"}', "caps.archive-bytes: '40 gigs' is not a size"),
+    ("caps = {archive-members = -1}", "caps.archive-members: write a size"),
+    ("caps = {archive-members = true}", "caps.archive-members: write a size"),
+])
+def test_bad_caps_or_trust_name_the_key_and_the_file(tmp_path, body, match):
+    p = tmp_path / "kdiag.toml"
+    p.write_text(body + "\n")
+    with pytest.raises(KdiagError, match=match) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: ")
+
+
 # ---- tolerances: a number, or a table of output names with an optional default -------------
 
 @pytest.mark.parametrize("body,atol,by_output", [

@@ -56,6 +56,10 @@ class CheckConfig:
     code: str | None = None
     custom_objects: str | None = None
     replay: bool | None = None
+    # Safety (kdiag.limits, graph_trust): `trust_model = true` (or trust-model) is --trust-model;
+    # `caps = {archive-bytes = "40GiB"}` is --cap, as Limits field values. Options win.
+    trust_model: bool | None = None
+    caps: dict[str, int] = field(default_factory=dict)
     source: str | None = None  # the file these came from
     # atol/rtol written as a table: output name -> tolerance (the table's `default` is atol/rtol)
     atol_by_output: dict[str, float] = field(default_factory=dict)
@@ -126,6 +130,8 @@ def load_config(path: str | Path | None = None, *, start: Path | None = None) ->
 
 def parse_table(table: dict[str, Any], *, base: Path, source: str = "config") -> CheckConfig:
     """Check types and names of every key and resolve paths against `base`."""
+    if "trust-model" in table and "trust_model" not in table:  # spelled as the flag
+        table = {("trust_model" if k == "trust-model" else k): v for k, v in table.items()}
     unknown = sorted(set(table) - set(KNOWN_KEYS))
     if unknown:
         raise KdiagError(f"{source}: unknown key(s) in [tool.kdiag]: {', '.join(unknown)}. "
@@ -157,6 +163,15 @@ def parse_table(table: dict[str, Any], *, base: Path, source: str = "config") ->
         if not isinstance(table["replay"], bool):
             raise KdiagError(f"{source}: replay must be true or false.")
         cfg.replay = table["replay"]
+    if "trust_model" in table:
+        if not isinstance(table["trust_model"], bool):
+            raise KdiagError(f"{source}: trust_model must be true or false "
+                             f"(got {table['trust_model']!r}).")
+        cfg.trust_model = table["trust_model"]
+    if "caps" in table:
+        from kdiag.limits import parse_cap_table
+
+        cfg.caps = parse_cap_table(table["caps"], where=f"{source}: caps")
     return cfg
 
 

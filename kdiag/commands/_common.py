@@ -40,6 +40,11 @@ def _set_limits(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
         set_limits(parse_limit_options(value))
     except KdiagError as e:
         raise click.BadParameter(str(e)) from None
+    ctx.meta[CAPS_GIVEN] = tuple(value)  # for a command that layers them over a config file
+
+
+CAPS_GIVEN = "kdiag.caps"  # ctx.meta keys: what --cap and --trust-model said on the command line
+TRUST_GIVEN = "kdiag.trust_model"
 
 
 def _cap_help() -> str:
@@ -59,10 +64,11 @@ def _set_trust(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     from kdiag.model.graph_trust import set_trust
 
     set_trust(bool(value))
+    ctx.meta[TRUST_GIVEN] = value  # None when neither --trust-model nor --no-trust-model
 
 
 trust_model_option = click.option(
-    "--trust-model", is_flag=True, expose_value=False, callback=_set_trust,
+    "--trust-model/--no-trust-model", default=None, expose_value=False, callback=_set_trust,
     help="Run a SavedModel whose serving functions write, delete or list files (KD052). "
          "Without it kdiag refuses, before anything runs.",
 )

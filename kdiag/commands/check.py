@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from kdiag.commands._common import (
+    CAPS_GIVEN,
     FAIL_ON_CHOICES,
+    TRUST_GIVEN,
     Tolerance,
     cap_option,
     emit_json,
@@ -36,8 +38,9 @@ Configuration: [tool.kdiag] in pyproject.toml (or kdiag.toml), found from the wo
 up to the repository root; keys model, framework_version, content_types, payloads ({file,
 content_type}), expect_output, golden, atol, rtol (a number, or a table of output names with an
 optional default: atol = {default = 1e-5, logits = 1e-3}), fail_on, signature_name, endpoint,
-code, custom_objects, replay. Options override the file (a list option replaces the file's list;
-any --atol replaces the file's atol).
+code, custom_objects, replay, trust_model, caps ({archive-bytes = "40GiB", ...}). Options
+override the file (a list option replaces the file's list; any --atol replaces the file's atol;
+--cap overrides the caps it names).
 Paths in the file are relative to the file.
 
 \b
@@ -120,6 +123,7 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     if not model:
         raise KdiagError("No model to check: pass MODEL, or set model in [tool.kdiag] "
                          "(pyproject.toml) or kdiag.toml.")
+    limits, trust = _safety_settings(cfg)
     from kdiag.atomic import check_output_path
 
     # Before the run: a report that cannot be written should fail now, not after the replay.
@@ -146,6 +150,7 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
         replay=replay if replay is not None else (cfg.replay if cfg.replay is not None
                                                   else True),
         config_source=cfg.source,
+        limits=limits, trust_model=trust,
     )
     result = report.result
     if junit_path is not None:
@@ -165,6 +170,17 @@ def command(model: str | None, config_path: Path | None, no_config: bool,
     render_check(result, console(), quiet=quiet)
     sys.stdout.flush()
     exit_with(result.exit_code)
+
+
+def _safety_settings(cfg):
+    """The caps and trust of this run: the file's `caps`/`trust_model`, then --cap and
+    --trust-model/--no-trust-model over them."""
+    from kdiag.limits import Limits, parse_limit_options
+
+    meta = click.get_current_context().meta
+    limits = parse_limit_options(meta.get(CAPS_GIVEN, ()), base=Limits(**cfg.caps))
+    given = meta.get(TRUST_GIVEN)
+    return limits, given if given is not None else cfg.trust_model
 
 
 def _tolerances(key: str, given: Tolerance, default: float | None,

@@ -15,6 +15,9 @@ function,attr_value,op_def}.proto and protobuf/meta_graph.proto.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from kdiag.diagnosis.findings import Finding
@@ -186,6 +189,8 @@ class UntrustedGraph(KdiagError):
 
 
 _trusted = False
+# One API call's own trust_model= (None: the process-wide setting).
+_for_call: ContextVar[bool | None] = ContextVar("kdiag_trust_for_call", default=None)
 
 
 def set_trust(trusted: bool) -> None:
@@ -195,12 +200,27 @@ def set_trust(trusted: bool) -> None:
 
 
 def trusted() -> bool:
-    return _trusted
+    call = _for_call.get()
+    return _trusted if call is None else call
+
+
+@contextmanager
+def trust_for_call(trust: bool | None) -> Iterator[bool]:
+    """`trust_model=` of one API call, for everything inside the block (None: unchanged);
+    restored on exit so it never carries over to the next call."""
+    if trust is None:
+        yield trusted()
+        return
+    token = _for_call.set(bool(trust))
+    try:
+        yield bool(trust)
+    finally:
+        _for_call.reset(token)
 
 
 def require_trusted(ops: list[FileOp], source: str, trust: bool | None = None) -> None:
     """Refuse to run a graph with refused file ops unless trusted: before any execution."""
-    if trust if trust is not None else _trusted:
+    if trust if trust is not None else trusted():
         return
     bad = [o for o in ops if o.refused]
     if bad:

@@ -38,27 +38,35 @@ class KerasInfo:
 
 
 def _shape(value) -> tuple[int, ...] | None:
-    if not isinstance(value, list | tuple):
-        return None
-    return tuple(-1 if d is None else int(d) for d in value)
+    if not isinstance(value, list | tuple) or not all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in value):
+        return None  # not a shape Keras wrote: unknown, as for a missing one
+    return tuple(-1 if d is None else d for d in value)
+
+
+def _obj(value) -> dict:
+    """A config object, or {} where a hand-made or hostile file holds something else."""
+    return value if isinstance(value, dict) else {}
 
 
 def _inputs_from_config(cfg: dict) -> list[KerasInput]:
-    inner = cfg.get("config") or {}
-    layers = inner.get("layers") or []
+    inner = _obj(cfg.get("config"))
+    layers = inner.get("layers") if isinstance(inner.get("layers"), list) else []
     input_layers = [lay for lay in layers if isinstance(lay, dict) and lay.get("class_name") == "InputLayer"]
     out = []
     for lay in input_layers:
-        c = lay.get("config") or {}
+        c = _obj(lay.get("config"))
         shape = c.get("batch_shape") or c.get("batch_input_shape")
         dtype = c.get("dtype")
         if isinstance(dtype, dict):  # Keras 3 DTypePolicy objects
-            dtype = (dtype.get("config") or {}).get("name")
-        out.append(KerasInput(name=c.get("name") or lay.get("name") or "input", dtype=dtype,
+            dtype = _obj(dtype.get("config")).get("name")
+        name = c.get("name") or lay.get("name")
+        out.append(KerasInput(name=name if isinstance(name, str) else "input",
+                              dtype=dtype if isinstance(dtype, str) else None,
                               shape=_shape(shape)))
     if not out:
         # Sequential without an InputLayer, or a subclassed model: Keras records the build shape.
-        build = cfg.get("build_config") or {}
+        build = _obj(cfg.get("build_config"))
         shape = build.get("input_shape")
         if isinstance(shape, dict):
             out = [KerasInput(k, None, _shape(v)) for k, v in shape.items()]
@@ -78,7 +86,8 @@ def _info(path: Path, fmt: str, cfg: dict, keras_version: str | None) -> KerasIn
         path=str(path), format=fmt, class_name=cls,
         registered_name=registered if isinstance(registered, str) else None,
         module=cfg.get("module") if isinstance(cfg.get("module"), str) else None,
-        keras_version=keras_version, inputs=_inputs_from_config(cfg),
+        keras_version=keras_version if isinstance(keras_version, str) else None,
+        inputs=_inputs_from_config(cfg),
         subclassed=cls not in BUILTIN_MODEL_CLASSES,
     )
 
@@ -139,6 +148,6 @@ def read_h5(path: Path) -> KerasInfo:
         version = version.decode("utf-8")
     try:
         cfg = json.loads(raw)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:  # a hostile file nests past the stack
         raise KdiagError(f"{path}: its model_config is not JSON ({e}).") from None
     return _info(path, "h5", cfg, version)

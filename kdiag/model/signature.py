@@ -156,8 +156,14 @@ class Signature:
             method_name=str(d.get("method_name", PREDICT_METHOD)),
             inputs={k: TensorSpec.from_json(v, f"input {k!r}") for k, v in d["inputs"].items()},
             outputs={k: TensorSpec.from_json(v, f"output {k!r}")
-                     for k, v in (d.get("outputs") or {}).items()},
+                     for k, v in _outputs_object(d.get("outputs")).items()},
         )
+
+
+def _outputs_object(value: object) -> dict:
+    if value is None or isinstance(value, dict):
+        return value or {}
+    raise KdiagError("A signature's \"outputs\" must be an object of name -> {dtype, shape}.")
 
 
 def signatures_from_json(doc: object) -> list[Signature]:
@@ -165,7 +171,8 @@ def signatures_from_json(doc: object) -> list[Signature]:
     if isinstance(doc, dict) and isinstance(doc.get("signatures"), list):
         return [Signature.from_json(s) for s in doc["signatures"]]
     if isinstance(doc, dict) and isinstance(doc.get("signatures"), dict):
-        return [Signature.from_json({"signature_name": k, **v}) for k, v in doc["signatures"].items()]
+        return [Signature.from_json({"signature_name": k, **v} if isinstance(v, dict) else v)
+                for k, v in doc["signatures"].items()]
     if isinstance(doc, dict):
         return [Signature.from_json(doc)]
     raise KdiagError("A signature file must hold a JSON object: one signature, or "

@@ -83,13 +83,20 @@ def resolve_target(arg: str, *, signature_name: str | None = None, model_name: s
     return target
 
 
+SIGNATURE_FILE_BYTES = 64 << 20  # a signature file is kilobytes; anything near this is hostile
+
+
 def load_signatures(arg: str) -> list[Signature]:
     """`--signature` takes a model path or a signature JSON file; both give the same values."""
     p = Path(arg)
     if p.is_file() and p.suffix.lower() == ".json":
+        from kdiag.safe_io import read_regular
+
+        data = read_regular(p, SIGNATURE_FILE_BYTES, what="signature file ")
         try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            # RecursionError: a hostile file nesting deeper than the parser's stack
             raise KdiagError(f"Cannot read signature file {arg}: {e}.") from None
         return signatures_from_json(doc)
     model = read_model(p)

@@ -203,7 +203,7 @@ class ModelManager:
         try:
             data = json.loads(body.decode("utf-8"))
             name, url = data["model_name"], data["url"]
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             # falcon's answer to the handler's unhandled exception
             return Answer(500, _FALCON_500, JSON, f"bad load request: {type(e).__name__}")
         if not isinstance(name, str) or not isinstance(url, str):

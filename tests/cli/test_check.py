@@ -321,3 +321,37 @@ def test_annotations_only_under_github_actions():
 def test_check_is_listed_in_kdiag_help():
     r = CliRunner().invoke(cli, ["--help"])
     assert re.search(r"^\s+check\s", r.output, re.M)
+
+
+def test_configuration_caps_apply_and_cap_options_override_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "kdiag.toml").write_text(
+        f'model = "{GOOD}"\nreplay = false\ncaps = {{archive-members = 2}}\n')
+    r = run()
+    assert r.exit_code == 2, r.output
+    assert "archive-members cap (2)" in r.output and "Traceback" not in r.output
+    assert run("--cap", "archive-members=1000").exit_code == 0  # the option wins
+    assert run("--no-config", GOOD, "--no-replay").exit_code == 0
+    (tmp_path / "kdiag.toml").write_text(f'model = "{GOOD}"\ncaps = {{archive-members = "lots"}}\n')
+    r = run()
+    assert r.exit_code == 2
+    assert "kdiag.toml: caps.archive-members: 'lots' is not a size" in " ".join(r.output.split())
+
+
+@pytest.mark.tf
+def test_configuration_trust_model_runs_the_graph_and_no_trust_model_overrides_it(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".git").mkdir()
+    written = tmp_path / "kdiag_file_io_written.txt"
+    model = MODELS / "file_io" / "1"
+    (tmp_path / "kdiag.toml").write_text(f'model = "{model}"\ntrust-model = true\n')
+    r = run("--no-trust-model")
+    assert r.exit_code == 2 and "--trust-model" in r.output and not written.exists()
+    r = run("--json", tmp_path / "r.json")
+    assert r.exit_code in (0, 1), r.output  # KD052 is still reported; the graph ran
+    assert json.loads((tmp_path / "r.json").read_text())["replayed"] and written.exists()
+    written.unlink()
+    r = run("--no-config", model)
+    assert r.exit_code == 2 and not written.exists()
