@@ -86,6 +86,9 @@ class Terminated(BaseException):
     `finally` and `with` block runs (temporary folders, half-written files) before exit 143."""
 
 
+_SIGNALLED: list[int] = []  # the signal that started the stop, once one came
+
+
 def _stop_once(signum, frame) -> None:
     """The first Ctrl-C or SIGTERM unwinds the run (every `finally`: temporary folders,
     half-written files); later ones are ignored until the exit, so a second Ctrl-C cannot cut
@@ -94,6 +97,7 @@ def _stop_once(signum, frame) -> None:
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
 
 
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     import signal
     import threading
 
-
+    _SIGNALLED.clear()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, _stop_once) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -109,6 +113,15 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         _run(argv, debug)
+    except SystemExit as e:
+        stopped = {signal.SIGINT: (130, "Interrupted."), signal.SIGTERM: (143, "Terminated.")}
+        if _SIGNALLED and e.code not in (130, 143):
+            # Code that catches everything (TensorFlow's import does) swallowed the stop: the
+            # run went on and cleaned up; the exit code still says it was stopped.
+            code, words = stopped[_SIGNALLED[0]]
+            click.echo(words, err=True)
+            raise SystemExit(code) from None
+        raise
     finally:
         # An in-process caller (a test, a script) gets its handlers back; after a signal they
         # stay ignored, so that one arriving while the process exits cannot change its code.

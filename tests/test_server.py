@@ -465,8 +465,16 @@ def test_stop_closes_the_port_and_is_idempotent(custom_endpoint):
 
 
 @pytest.mark.tf
-def test_runtime_deadline_gives_the_timeout_model_error(custom_endpoint):
-    with start_server(custom_endpoint, runtime_deadline=0.0) as server:
+def test_runtime_deadline_gives_the_timeout_model_error(tmp_path):
+    # A handler slower than the deadline (a real inference.py that sleeps), so the outcome
+    # does not depend on how fast this machine answers.
+    (tmp_path / "inference.py").write_text(
+        "import time\n\n\ndef input_handler(data, context):\n    time.sleep(1.0)\n"
+        "    return data.read().decode('utf-8')\n\n\n"
+        "def output_handler(response, context):\n"
+        "    return response.content, context.accept_header\n")
+    with LocalEndpoint(MODELS / "custom/export/1", code_dir=tmp_path) as ep, \
+            start_server(ep, runtime_deadline=0.2) as server:
         status, _, body = call(server, "POST", "/endpoints/local/invocations", FIVE_ONES,
                                {"Content-Type": "application/json"})
     doc = json.loads(body)
