@@ -110,3 +110,22 @@ def test_the_ray_read_stage_names_unreadable_files_and_reads_the_others(tmp_path
         comparison=None, stats=CaptureStats(unreadable=sorted(errors.items()))))
     assert [f.code for f in result.findings] == ["KD881", "KD881"]
     assert "zz-broken.jsonl.gz" in result.findings[0].message
+
+
+def test_both_engines_count_a_shards_files_alike(tmp_path):
+    """files_listed is the files this run reads: with --shard K/N, that shard's files, on the
+    in-process reader and on the Ray driver's listing alike."""
+    from kdiag.replays.capture import CaptureStats
+
+    gen.write_capture(tmp_path, 200)
+    for shard in ((1, 2), (2, 2), (3, 3)):  # K/N, K from 1
+        stats = CaptureStats()
+        for _ in iter_capture(str(tmp_path), since=SINCE, until=UNTIL, shard=shard,
+                              stats=stats):
+            pass
+        ray_files = list_files(CaptureSource(str(tmp_path)), since=SINCE, until=UNTIL,
+                               shard=shard)
+        assert stats.files_listed == len(ray_files) == stats.files
+    total = len(list_files(CaptureSource(str(tmp_path)), since=SINCE, until=UNTIL))
+    assert sum(len(list_files(CaptureSource(str(tmp_path)), since=SINCE, until=UNTIL,
+                              shard=(k, 2))) for k in (1, 2)) == total

@@ -337,13 +337,13 @@ def iter_capture(path: str, *, endpoint_url: str | None = None, limit: int | Non
     """
     st = stats if stats is not None else CaptureStats()
     files = list_capture_files(path, endpoint_url=endpoint_url, since=since, until=until)
-    st.files_listed = len(files)
     if not files:
         raise KdiagError(f"{path}: no Data Capture files (*.jsonl) found"
                          + (" in the --since/--until window" if since or until else "") + ".")
     if shard is not None:
         k, n = shard
         files = [f for f in files if shard_of(f.relative, n) == k]
+    st.files_listed = len(files)  # this run's files (its shard's), as the Ray engine counts
     yield from records_of_files(
         files, lambda f: (line for _, line in _lines(f, endpoint_url, max_line)), limit=limit,
         since=since, until=until, stats=st, max_line=max_line, keep_going=keep_going)
