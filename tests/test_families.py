@@ -333,6 +333,19 @@ def test_ragged_rows_with_a_mask_input_pad_the_mask_with_zeros():
 MASKED = "masked_tokens/1"  # tokens + attention_mask, int32 [-1, -1]; signature no_mask: tokens
 
 
+def test_equal_length_rows_without_the_mask_name_it_and_offer_no_guess():
+    """Rows of one length may already be padded by the client: kdiag cannot tell padding from
+    values, so it says what the mask means and writes none."""
+    res = run(MASKED, {"instances": [{"tokens": [1, 2, 3]}, {"tokens": [4, 5, 0]}]})
+    f = root(res)
+    assert f.code == "KD350" and "`attention_mask` is missing" in f.message
+    assert f.fix.startswith("Send `attention_mask` with each instance: 1 where a value is real")
+    assert "cannot tell padding from values" in f.fix and "Key each value" not in f.fix
+    assert res.fixed_payload is None
+    assert any("cannot tell the client's padding from its values" in g.message
+               for g in res.findings if g.code == "KD900")
+
+
 def test_ragged_rows_without_the_mask_input_get_the_mask_written():
     res = run(MASKED, {"instances": [{"tokens": [1, 2, 3]}, {"tokens": [4, 5]},
                                      {"tokens": [6, 7, 8]}]})

@@ -273,6 +273,14 @@ def names_rule(res: ValidationResult, req: Request, sig: Signature,
                  f"{len(check.mappings)} ways: kdiag cannot tell which is which.")
     fix = ("Key each value by the signature's input names (kdiag inspect lists them), or "
            "export with named inputs: keras.Input(shape, name=\"...\").")
+    masks = [n for n in check.missing if n in rc.mask_inputs(sig)]
+    if masks:
+        # Equal-length rows may be padded already: only the client knows where the padding is.
+        only_masks = len(masks) == len(check.missing) and not check.unexpected
+        fix = (f"Send {_q(masks)} with each instance: 1 where a value is real, 0 where it is "
+               "padding, one entry per position. kdiag writes it only for ragged rows (there the "
+               "padding is its own); for rows of equal length it cannot tell padding from "
+               "values." + ("" if only_masks else " " + fix))
     return Finding("KD350", "error", res.stage or "tfs-parse", text, fix)
 
 

@@ -838,6 +838,10 @@ def _names_why(check: NameCheck | None, sig: Signature) -> str:
     if check is None:
         return f"the body's keys match no input of the signature ({', '.join(sig.inputs)})"
     if check.missing and not check.unexpected:
+        masks = [n for n in check.missing if n in mask_inputs(sig)]
+        if masks and len(masks) == len(check.missing):
+            return (f"the mask input(s) {', '.join(masks)} missing, and the rows have equal "
+                    "lengths: kdiag cannot tell the client's padding from its values")
         return f"input(s) {', '.join(check.missing)} missing: kdiag cannot invent their values"
     if len(check.mappings) > 1:
         return (f"the keys {', '.join(check.unexpected)} fit the inputs "
