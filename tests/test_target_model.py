@@ -134,3 +134,29 @@ def test_ray_folder_and_capture_replay_honour_target_model(target, local_ray, tm
                     "--out", str(tmp_path / "ray"))
     assert code == 1 and doc["rejected_locally"] == 1
     assert doc["rejected"][0]["status"] == 400
+
+
+def test_a_models_own_code_is_a_note_on_a_1x_multi_model_endpoint():
+    """1.x multi-model containers ignore a model's own code/ (they read only the universal
+    code folder); 2.x images import it at load time. validate and replay say the same."""
+    import kdiag
+    from tests.conftest import FIXTURES
+
+    good = str(FIXTURES / "archives/good.tar.gz")  # holds code/inference.py
+    body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0, 5.0]]})
+
+    def kd230(res) -> dict:
+        [f] = [f for f in res.to_dict()["findings"] if f["code"] == "KD230"]
+        return f
+
+    for version, severity, words in (("1.15", "info", "ignores a model's own code/"),
+                                     ("2.16", "warning", "kdiag only runs them")):
+        v = kd230(kdiag.validate(body, good, content_type="application/json",
+                                 target_model="good.tar.gz", framework_version=version))
+        r = kd230(kdiag.replay(kdiag.Payload("application/json", body), good,
+                               target_model="good.tar.gz", framework_version=version))
+        assert v["severity"] == r["severity"] == severity and words in v["message"], version
+    # a single-model 1.x endpoint runs the archive's code: still a warning there
+    single = kd230(kdiag.validate(body, good, content_type="application/json",
+                                  framework_version="1.15"))
+    assert single["severity"] == "warning"

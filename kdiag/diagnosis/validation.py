@@ -99,7 +99,11 @@ def validate(req: Request, signatures: list[Signature], opts: ValidateOptions | 
     res = _walk(req, signatures, opts)
     res.name = name
     if opts.artifact_findings:
-        res.findings = list(opts.artifact_findings) + res.findings
+        from kdiag.model.target import findings_on_endpoint
+
+        res.findings = findings_on_endpoint(
+            list(opts.artifact_findings), multi_model=opts.multi_model,
+            generation_name=generation_for(opts.framework_version).name) + res.findings
         if res.accepted and any(f.code == "KD501" for f in opts.artifact_findings):
             # The path accepts the request, and the graph then fails to read its variables
             # (FAILED_PRECONDITION, which TF Serving answers with 400), as replay shows.

@@ -66,6 +66,22 @@ def target_from_artifact(art: ModelArtifact, *, code_dir: Path | None = None,
     return target
 
 
+def findings_on_endpoint(findings: list[Finding], *, multi_model: bool,
+                         generation_name: str) -> list[Finding]:
+    """The artifact's findings as this endpoint sees them. A 1.x image's multi-model container
+    reads only the universal /opt/ml/models/code and ignores a model's own code/ (2.x images
+    import it at load time), so there KD230 becomes a note that the code will not run."""
+    if not (multi_model and generation_name == "G1"):
+        return findings
+    return [Finding("KD230", "info", "container",
+                    "This model has code/inference.py, and a 1.x multi-model container ignores a "
+                    "model's own code/: it runs only the endpoint's universal code "
+                    "(/opt/ml/models/code), so the request path is predicted without it.",
+                    "Put the handlers in the universal code folder (kdiag serve --multi-model "
+                    "DIR --code CODE), or use a 2.x image, which loads a model's own code/.")
+            if f.code == "KD230" else f for f in findings]
+
+
 def resolve_target(arg: str, *, signature_name: str | None = None, model_name: str | None = None,
                    code_dir: Path | None = None, artifact: ModelArtifact | None = None
                    ) -> Target:

@@ -37,7 +37,7 @@ class LocalEndpoint(RequestPath):
         as --code): without it, that code is reported (KD230), never run.
         `default_code_dir`: the handlers when the model brings no inference.py of its own
         that runs (a multi-model endpoint's universal script; already opted in)."""
-        from kdiag.model.target import target_from_artifact
+        from kdiag.model.target import findings_on_endpoint, target_from_artifact
 
         path = Path(model)
         self._tmp: Path | None = None
@@ -72,7 +72,10 @@ class LocalEndpoint(RequestPath):
             raise
         self.savedmodel_dir = on_disk.savedmodel_dir
         self.startup_failure: str | None = None  # set by kdiag serve: the container won't start
-        self.target_findings = target.findings  # e.g. KD230: inference.py present, not run
+        # e.g. KD230: inference.py present, not run (a note on a 1.x multi-model endpoint)
+        self.target_findings = findings_on_endpoint(
+            target.findings, multi_model=multi_model,
+            generation_name=generation_for(framework_version).name)
         # The archive's other models (several base folders): TF Serving loads them all, and
         # tfs-model-name routes to them. Opened on first use.
         lay = on_disk.layout
