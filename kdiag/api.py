@@ -139,13 +139,10 @@ def _validate(payload: Any, model_or_signature: Any, *, content_type: str | None
     target = _target(model_or_signature, signature_name=signature_name,
                      model_name=model_name, code_dir=code_dir)
     body = to_body(payload, content_type=content_type, serializer=serializer, name=name)
-    opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
-                           signature_name=signature_name, endpoint_kind=endpoint_kind,
-                           model_name=target.model_name, versions=target.versions,
-                           has_requirements=target.has_requirements, has_lib=target.has_lib,
-                           misplaced_code=target.misplaced_code,
-                           artifact_findings=target.findings,
-                           multi_model=target_model is not None)
+    opts = ValidateOptions.for_target(
+        target, framework_version=framework_version, via=via, code_dir=code_dir,
+        signature_name=signature_name, endpoint_kind=endpoint_kind,
+        multi_model=target_model is not None)
     req = Request(body=body.body, content_type=body.content_type,
                   accept=accept or accept_of(deserializer), custom_attributes=custom_attributes)
     res = validate_request(req, target.signatures, opts, name=body.name)

@@ -112,13 +112,10 @@ def command(payload: str, signature: str, content_type: str | None, accept: str 
     model_name = served_model_name(model_name, target_model)
     target = resolve_target(signature, signature_name=signature_name, model_name=model_name,
                             code_dir=code_dir)
-    opts = ValidateOptions(framework_version=framework_version, via=via, code_dir=code_dir,
-                           signature_name=signature_name, endpoint_kind=endpoint_kind,
-                           model_name=target.model_name, versions=target.versions,
-                           has_requirements=target.has_requirements, has_lib=target.has_lib,
-                           misplaced_code=target.misplaced_code,
-                           artifact_findings=target.findings,
-                           multi_model=target_model is not None)
+    opts = ValidateOptions.for_target(
+        target, framework_version=framework_version, via=via, code_dir=code_dir,
+        signature_name=signature_name, endpoint_kind=endpoint_kind,
+        multi_model=target_model is not None)
     read_limit = MAX_BODY_BYTES if parse_oversized else body_limit(opts)
 
     def payloads():

@@ -54,6 +54,15 @@ class ValidateOptions:
     artifact_findings: list[Finding] = field(default_factory=list)
     multi_model: bool = False  # sent with TargetModel to a multi-model endpoint
 
+    @classmethod
+    def for_target(cls, target, **options) -> ValidateOptions:
+        """The options a resolved model.target.Target implies (name, versions, code/ files,
+        its findings), plus the caller's own (framework_version, via, ...)."""
+        return cls(model_name=target.model_name, versions=target.versions,
+                   has_requirements=target.has_requirements, has_lib=target.has_lib,
+                   misplaced_code=target.misplaced_code, artifact_findings=target.findings,
+                   **options)
+
 
 @dataclass
 class ValidationResult:
