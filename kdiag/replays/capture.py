@@ -179,14 +179,21 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def hour_of(rel: str) -> datetime | None:
-    m = _HOUR_DIRS.search(rel)
+def date_in_path(pattern: re.Pattern[str], rel: str) -> datetime | None:
+    """The UTC date/hour that `pattern`'s number groups (yyyy, mm, dd[, hh]) spell in a path,
+    or None (no match, or not a real date such as 2024/02/31)."""
+    m = pattern.search(rel)
     if not m:
         return None
     try:
         return datetime(*(int(x) for x in m.groups()), tzinfo=UTC)
     except ValueError:
         return None
+
+
+def hour_of(rel: str) -> datetime | None:
+    """The hour folder (yyyy/mm/dd/hh/) a capture file sits in."""
+    return date_in_path(_HOUR_DIRS, rel)
 
 
 def in_hour_window(hour: datetime | None, since: datetime | None, until: datetime | None) -> bool:

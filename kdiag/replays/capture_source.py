@@ -18,7 +18,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -26,6 +26,7 @@ from kdiag.errors import KdiagError
 from kdiag.replays.capture import (
     CAPTURE_SUFFIXES,
     CaptureFile,
+    date_in_path,
     hour_of,
     in_hour_window,
     parse_s3_uri,
@@ -93,23 +94,11 @@ def _s3_filesystem(endpoint_url: str | None) -> Any:
 
 
 def _day_of(rel: str) -> datetime | None:
-    m = _DAY_DIR.search(rel)
-    if not m:
-        return None
-    try:
-        return datetime(*(int(x) for x in m.groups()), tzinfo=UTC)
-    except ValueError:
-        return None
+    return date_in_path(_DAY_DIR, rel)
 
 
 def _hour_dir(rel: str) -> datetime | None:
-    m = _HOUR_DIR.search(rel)
-    if not m:
-        return None
-    try:
-        return datetime(*(int(x) for x in m.groups()), tzinfo=UTC)
-    except ValueError:
-        return None
+    return date_in_path(_HOUR_DIR, rel)
 
 
 def partition_in_window(rel: str, since: datetime | None, until: datetime | None) -> bool:
