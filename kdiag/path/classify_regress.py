@@ -25,7 +25,7 @@ import numpy as np
 from kdiag.model.signature import DEFAULT_SIGNATURE, Signature, dtype_enum_name
 from kdiag.path import tfserving
 from kdiag.path.tfs_rapidjson import JObj, PrettyWriter, base64_unescape, encode_str
-from kdiag.path.tfserving import write_decimal
+from kdiag.path.tfserving import json_type, write_decimal
 
 METHODS = ("classify", "regress")
 METHOD_NAMES = {"classify": "tensorflow/serving/classify",
@@ -102,22 +102,6 @@ class _Bad(Exception):
     pass
 
 
-def _type_name(v) -> str:
-    if v is None:
-        return "Null"
-    if v is True:
-        return "True"
-    if v is False:
-        return "False"
-    if isinstance(v, JObj):
-        return "Object"
-    if isinstance(v, list):
-        return "Array"
-    if isinstance(v, str):
-        return "String"
-    return "Number"
-
-
 def _is_b64(v) -> bool:
     return isinstance(v, JObj) and len(v.members) == 1 and v.members[0][0] == "b64" \
         and isinstance(v.members[0][1], str)
@@ -131,7 +115,7 @@ def _add_value(val, name: str, feat: list, version: tuple[int, int]) -> None:
         feat[0] = kind
 
     if val is None or isinstance(val, list) or (isinstance(val, JObj) and not _is_b64(val)):
-        raise _Bad(f"Feature: {name} has element with unexpected JSON type: {_type_name(val)}")
+        raise _Bad(f"Feature: {name} has element with unexpected JSON type: {json_type(val)}")
     if val is True or val is False:
         need("int64")
         feat[1].append(1 if val else 0)
@@ -158,7 +142,7 @@ def _add_value(val, name: str, feat: list, version: tuple[int, int]) -> None:
 def _example(val, version: tuple[int, int]) -> dict[str, tuple[str | None, list]]:
     """MakeExampleFromJsonObject."""
     if not isinstance(val, JObj):
-        raise _Bad(f"Example must be JSON object but got JSON {_type_name(val)}")
+        raise _Bad(f"Example must be JSON object but got JSON {json_type(val)}")
     out: dict[str, tuple[str | None, list]] = {}
     for name, content in val.members:
         feat: list = [None, []]

@@ -266,7 +266,8 @@ def _tf_type(dtype: str) -> str:
     return _TF_TYPE_NAMES.get(dtype, dtype)
 
 
-def _json_type(v: Any) -> str:
+def json_type(v: Any) -> str:
+    """rapidjson's name for a value's type, as TF Serving's error texts print it."""
     if v is None:
         return "Null"
     if v is True:
@@ -340,7 +341,7 @@ class _Ctx:
         return _invalid(f"JSON Value: {self.dbg(doc)} {text}")
 
     def type_error(self, val: Any, dtype: str) -> _Fail:
-        return _invalid(f"JSON Value: {self.dbg(val)} Type: {_json_type(val)} is not of "
+        return _invalid(f"JSON Value: {self.dbg(val)} Type: {json_type(val)} is not of "
                         f"expected type: {_tf_type(dtype)}")
 
 
