@@ -1,4 +1,4 @@
-"""A minimal protocol-buffer wire-format reader.
+"""A minimal protocol-buffer wire-format reader (and the two writers kdiag needs).
 
 kdiag reads `saved_model.pb` without TensorFlow so that `inspect` answers in milliseconds. Only the
 handful of SavedModel fields kdiag needs are decoded; everything else (the graph, the object graph)
@@ -91,3 +91,22 @@ def as_int(value: int | memoryview) -> int:
     if isinstance(value, memoryview):
         raise ProtobufError("expected a number, found a length-delimited field")
     return value
+
+
+def write_varint(n: int) -> bytes:
+    """A varint; a negative int64 is written as its ten-byte two's complement."""
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def write_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2): how tf.Example nests its messages."""
+    return write_varint(number << 3 | 2) + write_varint(len(payload)) + payload

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdiag.model.protobuf import write_field, write_varint
 from kdiag.model.signature import DEFAULT_SIGNATURE, Signature, dtype_enum_name
 from kdiag.path import tfserving
 from kdiag.path.tfs_rapidjson import JObj, PrettyWriter, base64_unescape, encode_str
@@ -57,41 +58,24 @@ class ExamplesRequest:
 # tf.Example bytes
 # ------------------------------------------------------------------------------------------------
 
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int64 values are written as ten-byte two's complement
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _feature_bytes(kind: str | None, values: list) -> bytes:
     if kind is None:
         return b""  # KIND_NOT_SET: an empty list in the body
     if kind == "bytes":
-        return _field(1, b"".join(_field(1, v) for v in values))
+        return write_field(1, b"".join(write_field(1, v) for v in values))
     if kind == "float":
         packed = struct.pack(f"<{len(values)}f", *values)
-        return _field(2, _field(1, packed) if values else b"")
-    packed = b"".join(_varint(v) for v in values)
-    return _field(3, _field(1, packed) if values else b"")
+        return write_field(2, write_field(1, packed) if values else b"")
+    packed = b"".join(write_varint(v) for v in values)
+    return write_field(3, write_field(1, packed) if values else b"")
 
 
 def example_bytes(features: dict[str, tuple[str | None, list]]) -> bytes:
     """A serialized tf.Example holding `features` (name -> (kind, values))."""
-    entries = b"".join(_field(1, _field(1, name.encode("utf-8", "surrogateescape"))
-                              + _field(2, _feature_bytes(kind, values)))
+    entries = b"".join(write_field(1, write_field(1, name.encode("utf-8", "surrogateescape"))
+                              + write_field(2, _feature_bytes(kind, values)))
                        for name, (kind, values) in features.items())
-    return _field(1, entries) if features else b""
+    return write_field(1, entries) if features else b""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,29 +18,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from kdiag.model.protobuf import write_field, write_varint
 from kdiag.model.signature import ExampleFeature
 
 
 class ExampleError(ValueError):
     """The user's values cannot become the feature the parser reads."""
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # int64 travels as its two's complement
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _feature(spec: ExampleFeature, value: object) -> bytes:
@@ -56,18 +39,18 @@ def _feature(spec: ExampleFeature, value: object) -> bytes:
         for v in flat:
             if not isinstance(v, str | bytes):
                 raise ExampleError(f"feature {spec.key!r} is a string feature; {v!r} given")
-            items.append(_field(1, v.encode("utf-8") if isinstance(v, str) else v))
-        return _field(1, b"".join(items))
+            items.append(write_field(1, v.encode("utf-8") if isinstance(v, str) else v))
+        return write_field(1, b"".join(items))
     if any(isinstance(v, str | bytes | bool) or not isinstance(v, int | float) for v in flat):
         raise ExampleError(f"feature {spec.key!r} is {spec.dtype}; it takes numbers")
     if spec.dtype == "int64":
         if any(isinstance(v, float) and not float(v).is_integer() for v in flat):
             raise ExampleError(f"feature {spec.key!r} is int64; whole numbers only")
-        packed = b"".join(_varint(int(v)) for v in flat)
-        return _field(3, _field(1, packed))
+        packed = b"".join(write_varint(int(v)) for v in flat)
+        return write_field(3, write_field(1, packed))
     if spec.dtype == "float32":
         packed = np.asarray(flat, dtype="<f4").tobytes()
-        return _field(2, _field(1, packed))
+        return write_field(2, write_field(1, packed))
     raise ExampleError(f"feature {spec.key!r} has dtype {spec.dtype}, which tf.Example cannot "
                        "hold")
 
@@ -85,6 +68,7 @@ def serialize_example(features: Mapping[str, object], spec: Sequence[ExampleFeat
         raise ExampleError(f"feature(s) {', '.join(map(repr, missing))} missing, and the "
                            "parser has no default for them")
     entries = b"".join(
-        _field(1, _field(1, key.encode("utf-8")) + _field(2, _feature(by_key[key], features[key])))
+        write_field(1, write_field(1, key.encode("utf-8"))
+                    + write_field(2, _feature(by_key[key], features[key])))
         for key in sorted(features))
-    return _field(1, entries)
+    return write_field(1, entries)
